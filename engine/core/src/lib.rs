@@ -1,0 +1,19 @@
+//! rota's core: the playbook language (parse -> validate -> plan -> execute),
+//! templating, the secret value type and the contracts the plugin host and the
+//! state store implement.
+//!
+//! Design decision: this crate never links wasmtime or SQLite; it defines the
+//! seams ([`ActionCatalog`], [`ActionRunner`], [`SecretStore`]) that those
+//! crates fill, so `rota validate` never starts a plugin.
+
+pub mod action;
+pub mod scope;
+pub mod secret;
+pub mod store;
+
+pub use action::{
+    ActionCall, ActionCatalog, ActionError, ActionRunner, ActionSpec, Basis, CaptureTarget, NoPlugins,
+};
+pub use scope::{Binding, SecretAccessError, SecretScope};
+pub use secret::{Secret, SecretRef};
+pub use store::{MemoryStore, Provenance, SecretStore, SecretSummary, Stage, StoreError, VersionInfo};

@@ -1,0 +1,1 @@
+//! Embedded state: secret store, journal, audit log, inventory (see issue: state).

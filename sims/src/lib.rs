@@ -1,0 +1,1 @@
+//! Vendor simulators (see issue: simulators).

@@ -1,0 +1,1 @@
+//! End-to-end tests: the real `rota` binary in a temp dir.
