@@ -7,13 +7,20 @@
 //! crates fill, so `rota validate` never starts a plugin.
 
 pub mod action;
+pub mod diagnostic;
+pub mod duration;
+pub mod playbook;
 pub mod scope;
 pub mod secret;
 pub mod store;
+pub mod template;
+pub mod yaml;
 
 pub use action::{
     ActionCall, ActionCatalog, ActionError, ActionRunner, ActionSpec, Basis, CaptureTarget, NoPlugins,
 };
+pub use diagnostic::{Diagnostic, Diagnostics, ErrorKind, Pos};
+pub use playbook::Playbook;
 pub use scope::{Binding, SecretAccessError, SecretScope};
 pub use secret::{Secret, SecretRef};
 pub use store::{MemoryStore, Provenance, SecretStore, SecretSummary, Stage, StoreError, VersionInfo};
