@@ -7,13 +7,20 @@
 //! crates fill, so `rota validate` never starts a plugin.
 
 pub mod action;
+pub mod core_actions;
 pub mod diagnostic;
 pub mod duration;
+pub mod event;
+pub mod executor;
+pub mod inputs;
+pub mod load;
+pub mod operator;
 pub mod playbook;
 pub mod scope;
 pub mod secret;
 pub mod store;
 pub mod template;
+pub mod validate;
 pub mod yaml;
 
 pub use action::{
