@@ -1,4 +1,25 @@
-//! The `rota` binary: clap parses, one call runs, the error chain is printed once.
+//! The `rota` binary: clap parses, one call runs, the error chain is printed
+//! once, and the exit code comes from the error.
+
+mod cli;
+mod commands;
+mod console;
+mod discover;
+mod exit;
+mod logging;
+
+use clap::Parser;
+
 fn main() {
-    println!("rota");
+    let cli = cli::Cli::parse();
+    logging::init(cli.verbose);
+    let code = match commands::execute(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = exit::code_of(&e);
+            eprintln!("{}", exit::render(&e));
+            code
+        }
+    };
+    std::process::exit(code);
 }

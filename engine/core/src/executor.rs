@@ -81,6 +81,9 @@ pub enum StepError {
     Secret(String),
     #[error("item {index}: {error}")]
     Item { index: usize, error: Box<StepError> },
+    /// In a plan: the step depends on outputs of a step the plan did not run.
+    #[error("{0}")]
+    KnownAtRunTime(String),
 }
 
 impl StepError {
@@ -94,6 +97,7 @@ impl StepError {
             StepError::NeedsOperator(_) => "needs-operator",
             StepError::Secret(_) => "secret",
             StepError::Item { error, .. } => error.kind(),
+            StepError::KnownAtRunTime(_) => "planned",
         }
     }
 }
@@ -355,6 +359,24 @@ impl Run<'_> {
             path: path.label(),
         });
         let result = self.step_inner(step, spec.as_ref(), path).await;
+        let result = match result {
+            Err((StepError::KnownAtRunTime(why), _)) => {
+                self.emit(Event::WouldDo {
+                    id: step.id.clone(),
+                    description: format!(
+                        "would run {}; {why}",
+                        step.uses.as_deref().unwrap_or("the manual step")
+                    ),
+                    input: None,
+                });
+                Ok(StepOutcome::Done {
+                    outputs: json!({}),
+                    attempts: 0,
+                    planned: true,
+                })
+            }
+            other => other,
+        };
         let (status, outputs, attempts, error) = match result {
             Ok(StepOutcome::Skipped) => (StepStatus::Skipped, json!({}), 0, None),
             Ok(StepOutcome::Done {
@@ -508,9 +530,12 @@ impl Run<'_> {
                     if first_error.is_none()
                         && !matches!(&e, StepError::Invalid(m) if m.starts_with("not started"))
                     {
-                        first_error = Some(StepError::Item {
-                            index: i,
-                            error: Box::new(e),
+                        first_error = Some(match e {
+                            StepError::KnownAtRunTime(_) => e,
+                            e => StepError::Item {
+                                index: i,
+                                error: Box::new(e),
+                            },
                         });
                     }
                     outputs.push(Value::Null);
@@ -563,6 +588,11 @@ impl Run<'_> {
                     .and_then(Value::as_str)
                 && status != "succeeded"
             {
+                if status == "planned" {
+                    return StepError::KnownAtRunTime(format!(
+                        "its {field} depends on step {id}, which a plan does not run"
+                    ));
+                }
                 error = format!("{error} (step {id} {status}, so it has no outputs)");
             }
         }

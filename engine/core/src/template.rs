@@ -167,8 +167,55 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
+fn num(v: Option<&Value>) -> Result<f64, String> {
+    v.and_then(Value::as_f64)
+        .ok_or_else(|| "expected two numbers".to_owned())
+}
+
+fn truthy_bool(v: &Value) -> Result<bool, String> {
+    v.as_bool()
+        .ok_or_else(|| format!("expected booleans, got {}", type_name(v)))
+}
+
 fn helpers() -> Vec<(&'static str, std::ops::RangeInclusive<usize>, HelperFn)> {
     vec![
+        ("eq", 2..=2, |a, _| Ok(Value::Bool(a.first() == a.get(1)))),
+        ("ne", 2..=2, |a, _| Ok(Value::Bool(a.first() != a.get(1)))),
+        ("gt", 2..=2, |a, _| {
+            Ok(Value::Bool(num(a.first())? > num(a.get(1))?))
+        }),
+        ("gte", 2..=2, |a, _| {
+            Ok(Value::Bool(num(a.first())? >= num(a.get(1))?))
+        }),
+        ("lt", 2..=2, |a, _| {
+            Ok(Value::Bool(num(a.first())? < num(a.get(1))?))
+        }),
+        ("lte", 2..=2, |a, _| {
+            Ok(Value::Bool(num(a.first())? <= num(a.get(1))?))
+        }),
+        ("and", 1..=16, |a, _| {
+            a.iter()
+                .try_fold(true, |acc, v| Ok(acc & truthy_bool(v)?))
+                .map(Value::Bool)
+        }),
+        ("or", 1..=16, |a, _| {
+            a.iter()
+                .try_fold(false, |acc, v| Ok(acc | truthy_bool(v)?))
+                .map(Value::Bool)
+        }),
+        ("not", 1..=1, |a, _| {
+            Ok(Value::Bool(!truthy_bool(a.first().unwrap_or(&Value::Null))?))
+        }),
+        ("len", 1..=1, |a, _| match a.first() {
+            Some(Value::Array(v)) => Ok(Value::from(v.len())),
+            Some(Value::Object(m)) => Ok(Value::from(m.len())),
+            Some(Value::String(s)) => Ok(Value::from(s.chars().count())),
+            Some(other) => Err(format!(
+                "expected a list, mapping or string, got {}",
+                type_name(other)
+            )),
+            None => Err("expected one argument".to_owned()),
+        }),
         ("now", 0..=0, |_, now| format_time(*now)),
         ("date_add", 2..=2, |a, _| shift(a, 1)),
         ("date_sub", 2..=2, |a, _| shift(a, -1)),
