@@ -51,7 +51,12 @@ pub fn code_of(e: &anyhow::Error) -> i32 {
 /// their source line and caret.
 pub fn render(e: &anyhow::Error) -> String {
     if let Some(exit) = e.downcast_ref::<Exit>() {
-        return exit.message.trim_end().to_owned();
+        let msg = exit.message.trim_end();
+        return if msg.starts_with("error") {
+            msg.to_owned()
+        } else {
+            format!("error: {msg}")
+        };
     }
     let mut out = format!("error: {e}");
     for cause in e.chain().skip(1) {

@@ -297,6 +297,14 @@ impl Run<'_> {
             dry_run: self.opts.dry_run,
         });
         let [(_, main), (_, on_failure), (_, finally)] = sections(&self.loaded.playbook);
+        // Every step is known from the start, so `finally` can ask whether a
+        // step ran (`steps.x.status` is "not_run") without a template error.
+        for step in main.iter().chain(on_failure).chain(finally) {
+            lock(&self.steps_ctx).insert(
+                step.id.clone(),
+                json!({"status": "not_run", "outputs": {}, "error": null}),
+            );
+        }
         let mut outcome = if self.opts.dry_run {
             Outcome::Planned
         } else {
@@ -457,7 +465,9 @@ impl Run<'_> {
         spec: Option<&ActionSpec>,
         path: StepPath,
     ) -> Result<StepOutcome, (StepError, u32)> {
+        // With for_each, `if` is decided per item (it may read `item`).
         if let Some(cond) = &step.condition
+            && step.for_each.is_none()
             && !self.condition(cond, None, "if").map_err(|e| (e, 0))?
         {
             return Ok(StepOutcome::Skipped);

@@ -48,7 +48,17 @@ pub fn load_source(source: Source, catalog: &dyn ActionCatalog) -> Result<Loaded
 
 /// Reads, parses and validates the file at `path`.
 pub fn load_file(path: &Path, catalog: &dyn ActionCatalog) -> Result<Loaded, Diagnostics> {
-    let source = Source::read(path).map_err(|d| one(d, None))?;
+    let source = Source::read(path).map_err(|d| {
+        // Show the offending line even when the file is not valid UTF-8.
+        let lossy = (d.kind == crate::diagnostic::ErrorKind::Encoding)
+            .then(|| {
+                std::fs::read(path)
+                    .ok()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            })
+            .flatten();
+        one(d, lossy)
+    })?;
     load_source(source, catalog)
 }
 

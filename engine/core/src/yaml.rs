@@ -292,6 +292,20 @@ pub fn spans(source: &Source) -> Result<SpanMap, Diagnostic> {
     };
     let mut parser = Parser::new_from_str(&source.text);
     if let Err(e) = parser.load(&mut collector, false) {
+        // libyaml (through serde_yaml) usually places syntax errors better
+        // (at the opening bracket, not at the end of the file): prefer it.
+        if let Err(se) = serde_yaml::from_str::<serde_yaml::Value>(&source.text)
+            && let Some(loc) = se.location()
+        {
+            let msg = se.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            return Err(Diagnostic::new(
+                ErrorKind::Syntax,
+                &source.name,
+                Pos::new(loc.line(), loc.column()),
+                format!("YAML syntax error: {msg}"),
+            ));
+        }
         let m = e.marker();
         return Err(Diagnostic::new(
             ErrorKind::Syntax,
@@ -368,7 +382,7 @@ fn from_serde(file: &str, spans: &SpanMap, e: &serde_yaml::Error) -> Diagnostic 
     } else {
         pos
     };
-    Diagnostic::new(kind, file, pos, humanize(msg))
+    Diagnostic::new(kind, file, pos, plain_types(&humanize(msg)))
 }
 
 /// serde's "unknown field `x`, expected one of `a`, `b`" ->
@@ -393,6 +407,26 @@ fn humanize(msg: &str) -> String {
 
 fn quote_ticks(s: &str) -> String {
     s.replace('`', "\"")
+}
+
+/// serde's Rust type names, in words a playbook author uses.
+fn plain_types(s: &str) -> String {
+    let mut out = s.to_owned();
+    for (from, to) in [
+        ("expected u32", "expected a whole number (0 or more)"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected i64", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected a mapping"),
+        ("invalid type: map", "invalid type: mapping"),
+        ("invalid type: sequence", "invalid type: list"),
+    ] {
+        if out.ends_with(from) || out.contains(&format!("{from} ")) || out.contains(&format!("{from},")) {
+            out = out.replace(from, to);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
