@@ -1177,3 +1177,6 @@ enum StepOutcome {
         planned: bool,
     },
 }
+
+#[cfg(test)]
+mod tests;
