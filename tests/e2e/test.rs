@@ -77,10 +77,8 @@ impl Test {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn rota");
-        if let Some(mut stdin) = child.stdin.take() {
-            if let Some(input) = &self.stdin {
-                stdin.write_all(input.as_bytes()).expect("write stdin");
-            }
+        if let (Some(mut stdin), Some(input)) = (child.stdin.take(), &self.stdin) {
+            stdin.write_all(input.as_bytes()).expect("write stdin");
         }
         let out = child.wait_with_output().expect("wait for rota");
         Output {

@@ -494,10 +494,12 @@ pub fn analyze(
     let mut refs = Vec::new();
     let mut helpers = Vec::new();
     walk_template(&t, false, has_helper, &mut refs, &mut helpers);
-    if whole && refs.len() == 1 && helpers.is_empty() {
-        if let Some(r) = refs.first_mut() {
-            r.whole = true;
-        }
+    if whole
+        && refs.len() == 1
+        && helpers.is_empty()
+        && let Some(r) = refs.first_mut()
+    {
+        r.whole = true;
     }
     Ok((refs, helpers))
 }
@@ -554,19 +556,17 @@ fn walk_param(
             in_block,
             whole: false,
         }),
-        Parameter::Path(path) => {
-            if let handlebars::Path::Relative((_, raw)) = path {
-                let segments = split_path(raw);
-                if segments
-                    .first()
-                    .is_some_and(|s| s != "this" && !s.starts_with('@'))
-                {
-                    refs.push(Reference {
-                        segments,
-                        in_block,
-                        whole: false,
-                    });
-                }
+        Parameter::Path(handlebars::Path::Relative((_, raw))) => {
+            let segments = split_path(raw);
+            if segments
+                .first()
+                .is_some_and(|s| s != "this" && !s.starts_with('@'))
+            {
+                refs.push(Reference {
+                    segments,
+                    in_block,
+                    whole: false,
+                });
             }
         }
         Parameter::Subexpression(sub) => walk_element(&sub.element, in_block, has_helper, refs, helpers),
@@ -630,7 +630,7 @@ mod tests {
             t.render_value("{{inputs.nope}}", &ctx()),
             Err(TemplateError::Missing(_))
         ));
-        assert!(matches!(t.render_value("{{eq inputs.nope 1}}", &ctx()), Err(_)));
+        assert!(t.render_value("{{eq inputs.nope 1}}", &ctx()).is_err());
         assert!(matches!(
             t.render_value("{{default inputs.nope 1}}", &ctx()),
             Err(TemplateError::Missing(_))

@@ -817,11 +817,7 @@ impl<'a> Checker<'a> {
                     return;
                 }
             }
-            "steps" => {
-                if !self.check_step_reference(r, pos, step.map(|s| s.0)) {
-                    return;
-                }
-            }
+            "steps" if !self.check_step_reference(r, pos, step.map(|s| s.0)) => return,
             "item" => {
                 let in_scope = step.is_some_and(|(_, has_item)| has_item) && slot != Slot::ForEach;
                 if !in_scope {
