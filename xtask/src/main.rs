@@ -1,2 +1,123 @@
-//! `cargo xtask`: the single entry point for building plugins, tests and benches.
-fn main() {}
+//! `cargo xtask <command>`: the single entry point for the set-up commands
+//! and CI. Every command installs the `wasm32-wasip2` target first when it is
+//! missing, so a fresh machine with only rustup and cargo needs nothing else.
+//!
+//! - `demo`: runs a playbook end to end (the README's first command)
+//! - `test`: the whole test suite (the README's second command; `.ci/run`)
+//! - `lint`: rustfmt and clippy `-D warnings`, host and plugins
+//! - `plugins`: builds the plugins workspace for wasm32-wasip2
+//! - `bench`: the benchmarks
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: {shown}");
+    let status = cmd.current_dir(root()).status().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{shown} failed ({status})")) }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+}
+
+/// Installs the plugin target with rustup when it is missing.
+fn ensure_wasm_target() -> Result<(), String> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup is needed to install the {WASM_TARGET} target: {e}"))?;
+    if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET) {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+fn plugins_manifest() -> Option<PathBuf> {
+    let p = root().join("plugins/Cargo.toml");
+    p.is_file().then_some(p)
+}
+
+fn demo(extra: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "--package", "rota", "--", "run", "examples/key-handover.yaml"])
+        .args(["--inputs", "examples/key-handover.inputs.yaml", "--yes"])
+        .args(extra);
+    run(&mut cmd)
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    run(cargo().args(["test", "--workspace", "--locked"]).args(extra))?;
+    if let Some(manifest) = plugins_manifest() {
+        // The SDK's own unit tests run on the host.
+        let m = manifest.to_string_lossy().into_owned();
+        if root().join("plugins/sdk/Cargo.toml").is_file() {
+            run(cargo().args(["test", "--manifest-path", &m, "--package", "rota-plugin-sdk", "--locked"]))?;
+        }
+    }
+    Ok(())
+}
+
+fn lint() -> Result<(), String> {
+    ensure_wasm_target()?;
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
+    if let Some(manifest) = plugins_manifest() {
+        let m = manifest.to_string_lossy().into_owned();
+        run(cargo().args(["fmt", "--manifest-path", &m, "--all", "--check"]))?;
+        run(cargo().args(["clippy", "--manifest-path", &m, "--workspace", "--target", WASM_TARGET, "--locked"]).args([
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn plugins() -> Result<(), String> {
+    ensure_wasm_target()?;
+    let manifest = plugins_manifest().ok_or("there is no plugins/Cargo.toml yet")?;
+    let m = manifest.to_string_lossy().into_owned();
+    run(cargo().args(["build", "--manifest-path", &m, "--workspace", "--target", WASM_TARGET, "--release"]))
+}
+
+fn bench(extra: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    run(cargo().args(["bench", "--workspace"]).args(extra))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    let result = match cmd {
+        "demo" => demo(rest),
+        "test" => test(rest),
+        "lint" => lint(),
+        "ci" => test(rest).and_then(|()| lint()),
+        "plugins" => plugins(),
+        "bench" => bench(rest),
+        _ => {
+            eprintln!("usage: cargo xtask <demo|test|lint|ci|plugins|bench> [args]");
+            return if cmd == "help" { ExitCode::SUCCESS } else { ExitCode::from(2) };
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
