@@ -20,8 +20,15 @@ fn root() -> PathBuf {
 fn run(cmd: &mut Command) -> Result<(), String> {
     let shown = format!("{cmd:?}");
     eprintln!("xtask: {shown}");
-    let status = cmd.current_dir(root()).status().map_err(|e| format!("cannot start {shown}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{shown} failed ({status})")) }
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot start {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
 }
 
 fn cargo() -> Command {
@@ -34,7 +41,10 @@ fn ensure_wasm_target() -> Result<(), String> {
         .args(["target", "list", "--installed"])
         .output()
         .map_err(|e| format!("rustup is needed to install the {WASM_TARGET} target: {e}"))?;
-    if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET) {
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == WASM_TARGET)
+    {
         return Ok(());
     }
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
@@ -48,9 +58,17 @@ fn plugins_manifest() -> Option<PathBuf> {
 fn demo(extra: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
     let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "--package", "rota", "--", "run", "examples/key-handover.yaml"])
-        .args(["--inputs", "examples/key-handover.inputs.yaml", "--yes"])
-        .args(extra);
+    cmd.args([
+        "run",
+        "--quiet",
+        "--package",
+        "rota",
+        "--",
+        "run",
+        "examples/key-handover.yaml",
+    ])
+    .args(["--inputs", "examples/key-handover.inputs.yaml", "--yes"])
+    .args(extra);
     run(&mut cmd)
 }
 
@@ -61,7 +79,14 @@ fn test(extra: &[String]) -> Result<(), String> {
         // The SDK's own unit tests run on the host.
         let m = manifest.to_string_lossy().into_owned();
         if root().join("plugins/sdk/Cargo.toml").is_file() {
-            run(cargo().args(["test", "--manifest-path", &m, "--package", "rota-plugin-sdk", "--locked"]))?;
+            run(cargo().args([
+                "test",
+                "--manifest-path",
+                &m,
+                "--package",
+                "rota-plugin-sdk",
+                "--locked",
+            ]))?;
         }
     }
     Ok(())
@@ -70,15 +95,29 @@ fn test(extra: &[String]) -> Result<(), String> {
 fn lint() -> Result<(), String> {
     ensure_wasm_target()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     if let Some(manifest) = plugins_manifest() {
         let m = manifest.to_string_lossy().into_owned();
         run(cargo().args(["fmt", "--manifest-path", &m, "--all", "--check"]))?;
-        run(cargo().args(["clippy", "--manifest-path", &m, "--workspace", "--target", WASM_TARGET, "--locked"]).args([
-            "--",
-            "-D",
-            "warnings",
-        ]))?;
+        run(cargo()
+            .args([
+                "clippy",
+                "--manifest-path",
+                &m,
+                "--workspace",
+                "--target",
+                WASM_TARGET,
+                "--locked",
+            ])
+            .args(["--", "-D", "warnings"]))?;
     }
     Ok(())
 }
@@ -87,7 +126,15 @@ fn plugins() -> Result<(), String> {
     ensure_wasm_target()?;
     let manifest = plugins_manifest().ok_or("there is no plugins/Cargo.toml yet")?;
     let m = manifest.to_string_lossy().into_owned();
-    run(cargo().args(["build", "--manifest-path", &m, "--workspace", "--target", WASM_TARGET, "--release"]))
+    run(cargo().args([
+        "build",
+        "--manifest-path",
+        &m,
+        "--workspace",
+        "--target",
+        WASM_TARGET,
+        "--release",
+    ]))
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
@@ -110,7 +157,11 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         _ => {
             eprintln!("usage: cargo xtask <demo|test|lint|ci|plugins|bench> [args]");
-            return if cmd == "help" { ExitCode::SUCCESS } else { ExitCode::from(2) };
+            return if cmd == "help" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
         }
     };
     match result {

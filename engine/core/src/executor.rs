@@ -271,6 +271,9 @@ type BodyResult = Result<(Value, u32), (StepError, u32)>;
 
 impl Run<'_> {
     fn emit(&self, e: Event) {
+        // Events hold ids, statuses and handles only (see event.rs), so the
+        // debug log can carry them whole.
+        tracing::debug!(run = %self.run_id, event = ?e, "run event");
         self.ex.reporter.event(&e);
     }
 
@@ -828,6 +831,14 @@ impl Run<'_> {
             Some(i) => format!("{}/{}/{i}", self.run_id, step.id),
             None => format!("{}/{}", self.run_id, step.id),
         };
+        tracing::info!(
+            run = %self.run_id,
+            step = %step.id,
+            plugin = %spec.plugin,
+            action = %spec.action,
+            attempt,
+            "invoking action"
+        );
         let call = ActionCall {
             run_id: self.run_id.clone(),
             step_id: step.id.clone(),
