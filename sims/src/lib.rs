@@ -1,1 +1,314 @@
-//! Vendor simulators (see issue: simulators).
+//! Vendor simulators for rehearsal and tests.
+//!
+//! One stateful HTTP server per system, each modelling the vendor API that
+//! `shared/design/VENDORS.md` describes (the documented shapes where public,
+//! the `[INVENTED]` ones for key management) and the rules of the seed
+//! procedures:
+//!
+//! | system | vendor API (selected) |
+//! |---|---|
+//! | `plex` | `/platform/v1/client-applications…/secrets`, `POST /oauth2/token`, `GET /mdm/v1/parts` |
+//! | `demandcaster` | `/api/session`, `/api/business-nodes/{id}/enter`, `/api/datahub/plex/pcns…` (test calls Plex) |
+//! | `plytix` | `POST /auth/api/get-token`, `/accounts/v1/api-keys…`, `/accounts/v1/roles`, `/api/v1/products…` |
+//! | `soar` | `GET /rest/session`, `/rest/orgs/{org}/api_keys…`, `/rest/orgs/{org}/apps…` |
+//! | `constellix` | `/v4/users/me/apikeys…`, `/v4/audit/apikeys[/export]`, `/v4/domains`, `/v1/domains` |
+//! | `consumers` | `GET /v1/consumers`, `PUT /v1/consumers/{id}/credential`, `POST /v1/consumers/{id}/check` |
+//!
+//! # Use
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rota_sims::SimsError> {
+//! let sims = rota_sims::Sims::start(rota_sims::SimsConfig::default()).await?;
+//! let plex = sims.get(rota_sims::System::Plex);
+//! println!("{} (admin {})", plex.origin(), plex.admin_origin());
+//! let _state: serde_json::Value = plex.state();
+//! sims.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! [`Sims::start`] starts every system on the current tokio runtime, each on
+//! two loopback listeners with ephemeral ports: the vendor API
+//! ([`SimHandle::origin`]) and the admin API ([`SimHandle::admin_origin`]).
+//! [`serve`] does the same standalone and prints one line per system,
+//! `<system> api=<origin> admin=<origin>`, then runs until Ctrl-C.
+//!
+//! # Admin API (every system)
+//!
+//! - `GET /admin/state`: `{"system","now","clock_offset_secs","state":{…}}`,
+//!   every secret shown as `sha256:<hex>` fingerprint only.
+//! - `GET|PUT /admin/clock` `{"offset_secs":N}`: moves the system's "now".
+//! - `GET|PUT /admin/faults` `{"seed":N,"rules":[FaultRule…]}`; GET adds the
+//!   `log` of injected faults. Faults never apply to the admin API.
+//! - `POST /admin/reset`: fixtures again from the seed.
+//! - `POST /admin/tick`: one round of background work now (SOAR app-host
+//!   logins, DemandCaster sync with Plex, consumer calls); other systems no-op.
+//! - `GET /admin/operator`: the credentials the operator drives the vendor
+//!   API with in rehearsal (what rota's config would hold).
+//! - `/admin/ui/…`: the UI actions whose result a human copies from the
+//!   screen (Plex *Add* secret, SOAR *Regenerate*, Plytix *Create API Key*
+//!   and the eye icon, Constellix *Generate* and view): they return the
+//!   value once, exactly as the vendor UI shows it.
+//!
+//! Fixtures are deterministic for a seed (ids and values) and dated relative
+//! to the simulator's now. Retry-After values and SOAR's one-hour IP ban are
+//! multiplied by [`SimsConfig::time_scale`].
+
+#![allow(
+    clippy::result_large_err,
+    reason = "handlers return the vendor's error Response as Err; error paths are cold"
+)]
+
+mod clock;
+mod constellix;
+mod consumers;
+mod demandcaster;
+mod fault;
+mod plex;
+mod plytix;
+mod server;
+mod sim;
+mod soar;
+mod util;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use consumers::Credential;
+pub use fault::{FaultEvent, FaultKind, FaultRule, FaultSettings};
+pub use sim::SimHandle;
+
+/// The simulated systems.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    Plex,
+    DemandCaster,
+    Plytix,
+    Soar,
+    Constellix,
+    /// The generic consumer service (integrations holding a vendor credential).
+    Consumers,
+}
+
+impl System {
+    pub const ALL: [System; 6] = [
+        System::Plex,
+        System::DemandCaster,
+        System::Plytix,
+        System::Soar,
+        System::Constellix,
+        System::Consumers,
+    ];
+
+    /// The name used in `serve` output and admin state.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Plex => "plex",
+            System::DemandCaster => "demandcaster",
+            System::Plytix => "plytix",
+            System::Soar => "soar",
+            System::Constellix => "constellix",
+            System::Consumers => "consumers",
+        }
+    }
+}
+
+/// How the simulators start.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimsConfig {
+    /// Seeds fixtures, generated ids and secret values.
+    pub seed: u64,
+    /// Seed of the fault rolls; defaults to `seed`.
+    pub fault_seed: Option<u64>,
+    /// Fault rules per system, active from the start.
+    pub faults: BTreeMap<System, Vec<FaultRule>>,
+    /// Multiplies vendor waiting times (Retry-After, SOAR's 1 h IP ban).
+    /// Default `1/3600`: an hour becomes a second.
+    pub time_scale: f64,
+    /// Consecutive failed logins after which a SOAR API key account locks.
+    pub soar_lockout_threshold: u32,
+    /// Failed logins from one IP within the (scaled) hour before SOAR bans it.
+    pub soar_ip_ban_threshold: u32,
+    /// Whether Plytix tokens keep working after their key is deleted
+    /// (unknown for the real vendor).
+    pub plytix_tokens_survive_key_delete: bool,
+    /// If set, background work (SOAR app host, DemandCaster sync, consumers)
+    /// runs every this many milliseconds; otherwise only on `POST /admin/tick`.
+    pub background_interval_ms: Option<u64>,
+}
+
+impl Default for SimsConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0x5EED,
+            fault_seed: None,
+            faults: BTreeMap::new(),
+            time_scale: 1.0 / 3600.0,
+            soar_lockout_threshold: 5,
+            soar_ip_ban_threshold: 100,
+            plytix_tokens_survive_key_delete: false,
+            background_interval_ms: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimsError {
+    #[error("binding a simulator listener on 127.0.0.1")]
+    Bind(#[source] std::io::Error),
+    #[error("writing the simulator origins")]
+    Output(#[source] std::io::Error),
+    #[error("waiting for Ctrl-C")]
+    Signal(#[source] std::io::Error),
+}
+
+/// All simulators, running in-process.
+#[derive(Debug)]
+pub struct Sims {
+    handles: Vec<SimHandle>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Sims {
+    /// Starts every system on the current tokio runtime.
+    pub async fn start(config: SimsConfig) -> Result<Sims, SimsError> {
+        let config = Arc::new(config);
+        let (tx, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let ctx = |system: System| sim::Ctx {
+            clock: clock::Clock::default(),
+            scale: clock::TimeScale(config.time_scale),
+            seed: config.seed ^ (system as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            config: config.clone(),
+        };
+        let (plex, plex_sim) = plex::start(ctx(System::Plex), &rx, &mut tasks)
+            .await
+            .map_err(SimsError::Bind)?;
+        let dc = demandcaster::start(
+            ctx(System::DemandCaster),
+            plex_sim,
+            plex.origin(),
+            &rx,
+            &mut tasks,
+        )
+        .await
+        .map_err(SimsError::Bind)?;
+        let (plytix, plytix_sim) = plytix::start(ctx(System::Plytix), &rx, &mut tasks)
+            .await
+            .map_err(SimsError::Bind)?;
+        let soar = soar::start(ctx(System::Soar), &rx, &mut tasks)
+            .await
+            .map_err(SimsError::Bind)?;
+        let (constellix, constellix_sim) = constellix::start(ctx(System::Constellix), &rx, &mut tasks)
+            .await
+            .map_err(SimsError::Bind)?;
+        let fixtures = vec![
+            consumers::Consumer::new(
+                "plytix-erp-sync",
+                System::Plytix,
+                plytix.origin(),
+                plytix_sim.consumer_credential(),
+            ),
+            consumers::Consumer::new(
+                "constellix-dns-sync",
+                System::Constellix,
+                constellix.origin(),
+                constellix_sim.consumer_credential(),
+            ),
+        ];
+        let consumers = consumers::start(ctx(System::Consumers), fixtures, &rx, &mut tasks)
+            .await
+            .map_err(SimsError::Bind)?;
+        let handles = vec![plex, dc, plytix, soar, constellix, consumers];
+        if let Some(ms) = config.background_interval_ms {
+            let bg: Vec<SimHandle> = handles.clone();
+            let mut stop = rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_millis(ms.max(1)));
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = every.tick() => {
+                            for h in &bg {
+                                h.tick().await;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        Ok(Sims {
+            handles,
+            shutdown: tx,
+            tasks,
+        })
+    }
+
+    /// The handle of one system.
+    pub fn get(&self, system: System) -> &SimHandle {
+        let i = System::ALL
+            .iter()
+            .position(|s| *s == system)
+            .unwrap_or(usize::MAX);
+        self.handles
+            .get(i)
+            .expect("Sims::start starts every system in System::ALL order")
+    }
+
+    /// Every system, in [`System::ALL`] order.
+    pub fn handles(&self) -> &[SimHandle] {
+        &self.handles
+    }
+
+    /// The vendor API origins (what rehearsal grants plugins), by system.
+    pub fn origins(&self) -> BTreeMap<System, String> {
+        self.handles
+            .iter()
+            .map(|h| (h.system(), h.origin().to_owned()))
+            .collect()
+    }
+
+    /// Stops every listener and background task.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Standalone mode: starts every system, writes one line per system,
+/// `<system> api=<origin> admin=<origin>`, and runs until Ctrl-C.
+pub async fn serve(config: SimsConfig, out: impl Write) -> Result<(), SimsError> {
+    let ctrl_c = async { tokio::signal::ctrl_c().await.map_err(SimsError::Signal) };
+    serve_until(config, out, ctrl_c).await
+}
+
+/// [`serve`], stopping when `stop` completes instead of on Ctrl-C.
+pub async fn serve_until<F>(config: SimsConfig, mut out: impl Write, stop: F) -> Result<(), SimsError>
+where
+    F: std::future::Future<Output = Result<(), SimsError>>,
+{
+    let sims = Sims::start(config).await?;
+    for h in sims.handles() {
+        writeln!(
+            out,
+            "{} api={} admin={}",
+            h.system().name(),
+            h.origin(),
+            h.admin_origin()
+        )
+        .map_err(SimsError::Output)?;
+    }
+    out.flush().map_err(SimsError::Output)?;
+    let result = stop.await;
+    sims.shutdown().await;
+    result
+}
