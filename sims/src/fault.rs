@@ -247,9 +247,13 @@ pub(crate) async fn middleware(State(faults): State<Arc<Faults>>, req: Request, 
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
             let half = bytes.slice(..bytes.len() / 2);
-            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
-                vec![Ok(half), Err(std::io::Error::other("injected truncation"))];
-            Response::from_parts(parts, Body::from_stream(futures::stream::iter(chunks)))
+            // Pause before failing so hyper flushes the head and the first half.
+            let first = futures::stream::iter([Ok::<_, std::io::Error>(half)]);
+            let fail = futures::stream::once(async {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Err(std::io::Error::other("injected truncation"))
+            });
+            Response::from_parts(parts, Body::from_stream(futures::StreamExt::chain(first, fail)))
         }
     }
 }

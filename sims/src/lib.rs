@@ -78,6 +78,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use constellix::security_token as constellix_token;
 pub use consumers::Credential;
 pub use fault::{FaultEvent, FaultKind, FaultRule, FaultSettings};
 pub use sim::SimHandle;
@@ -298,14 +299,14 @@ where
 {
     let sims = Sims::start(config).await?;
     for h in sims.handles() {
-        writeln!(
-            out,
-            "{} api={} admin={}",
+        let line = format!(
+            "{} api={} admin={}
+",
             h.system().name(),
             h.origin(),
             h.admin_origin()
-        )
-        .map_err(SimsError::Output)?;
+        );
+        out.write_all(line.as_bytes()).map_err(SimsError::Output)?;
     }
     out.flush().map_err(SimsError::Output)?;
     let result = stop.await;

@@ -343,9 +343,9 @@ impl Plytix {
         if role.account_management {
             Ok(role)
         } else {
-            Err(err(
+            Err(json(
                 StatusCode::FORBIDDEN,
-                "Only Owners and Admins can manage API keys",
+                json!({"data": [], "errors": [{"name": "Forbidden", "description": "Only Owners and Admins can manage API keys"}]}),
             ))
         }
     }
