@@ -356,7 +356,7 @@ impl Simulator for Constellix {
     }
 
     fn reset(&self) {
-        *lock(&self.state) = CState::fixtures(self.ctx.seed, self.ctx.clock.now());
+        *lock(&self.state) = CState::fixtures(self.ctx.seed(), self.ctx.clock.now());
     }
 }
 
@@ -621,7 +621,7 @@ pub(crate) async fn start(
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> std::io::Result<(SimHandle, Arc<Constellix>)> {
-    let state = CState::fixtures(ctx.seed, ctx.clock.now());
+    let state = CState::fixtures(ctx.seed(), ctx.clock.now());
     let c = Arc::new(Constellix {
         ctx: ctx.clone(),
         state: Mutex::new(state),

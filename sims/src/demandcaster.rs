@@ -278,7 +278,7 @@ impl Simulator for DemandCaster {
     }
 
     fn reset(&self) {
-        *lock(&self.state) = DcState::fixtures(self.ctx.seed, self.ctx.clock.now(), &self.plex);
+        *lock(&self.state) = DcState::fixtures(self.ctx.seed(), self.ctx.clock.now(), &self.plex);
     }
 
     /// The Data Connector's periodic pull: every PCN with a secret calls
@@ -520,7 +520,7 @@ pub(crate) async fn start(
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> std::io::Result<SimHandle> {
-    let state = DcState::fixtures(ctx.seed, ctx.clock.now(), &plex);
+    let state = DcState::fixtures(ctx.seed(), ctx.clock.now(), &plex);
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()

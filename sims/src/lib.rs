@@ -183,31 +183,25 @@ impl Sims {
         let config = Arc::new(config);
         let (tx, rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        let ctx = |system: System| sim::Ctx {
+        let ctx = || sim::Ctx {
             clock: clock::Clock::default(),
             scale: clock::TimeScale(config.time_scale),
-            seed: config.seed ^ (system as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            seed: Arc::new(std::sync::atomic::AtomicU64::new(config.seed)),
             config: config.clone(),
         };
-        let (plex, plex_sim) = plex::start(ctx(System::Plex), &rx, &mut tasks)
+        let (plex, plex_sim) = plex::start(ctx(), &rx, &mut tasks)
             .await
             .map_err(SimsError::Bind)?;
-        let dc = demandcaster::start(
-            ctx(System::DemandCaster),
-            plex_sim,
-            plex.origin(),
-            &rx,
-            &mut tasks,
-        )
-        .await
-        .map_err(SimsError::Bind)?;
-        let (plytix, plytix_sim) = plytix::start(ctx(System::Plytix), &rx, &mut tasks)
+        let dc = demandcaster::start(ctx(), plex_sim, plex.origin(), &rx, &mut tasks)
             .await
             .map_err(SimsError::Bind)?;
-        let soar = soar::start(ctx(System::Soar), &rx, &mut tasks)
+        let (plytix, plytix_sim) = plytix::start(ctx(), &rx, &mut tasks)
             .await
             .map_err(SimsError::Bind)?;
-        let (constellix, constellix_sim) = constellix::start(ctx(System::Constellix), &rx, &mut tasks)
+        let soar = soar::start(ctx(), &rx, &mut tasks)
+            .await
+            .map_err(SimsError::Bind)?;
+        let (constellix, constellix_sim) = constellix::start(ctx(), &rx, &mut tasks)
             .await
             .map_err(SimsError::Bind)?;
         let fixtures = vec![
@@ -224,7 +218,7 @@ impl Sims {
                 constellix_sim.consumer_credential(),
             ),
         ];
-        let consumers = consumers::start(ctx(System::Consumers), fixtures, &rx, &mut tasks)
+        let consumers = consumers::start(ctx(), fixtures, &rx, &mut tasks)
             .await
             .map_err(SimsError::Bind)?;
         let handles = vec![plex, dc, plytix, soar, constellix, consumers];

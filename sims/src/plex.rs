@@ -260,7 +260,7 @@ impl Simulator for Plex {
     }
 
     fn reset(&self) {
-        *lock(&self.state) = PlexState::fixtures(self.ctx.seed, self.ctx.clock.now());
+        *lock(&self.state) = PlexState::fixtures(self.ctx.seed(), self.ctx.clock.now());
     }
 }
 
@@ -459,13 +459,24 @@ fn resource_auth(p: &Plex, headers: &HeaderMap) -> Result<(), Response> {
             .map_err(|_| not_authenticated())?;
         key
     };
-    if let Some(pcn) = h("x-plex-connect-customer-id") {
-        let app = st
-            .apps
+    // Tenant headers select a tenant; the app may only reach its own customer's.
+    let app = st
+        .apps
+        .iter()
+        .find(|a| a.client_id == client_id)
+        .ok_or_else(not_authenticated)?;
+    if let Some(pcn) = h("x-plex-connect-customer-id")
+        && app.customer_id != pcn
+    {
+        return Err(not_authenticated());
+    }
+    if let Some(tenant) = h("x-plex-connect-tenant-id") {
+        let own = st
+            .customers
             .iter()
-            .find(|a| a.client_id == client_id)
-            .ok_or_else(not_authenticated)?;
-        if app.customer_id != pcn {
+            .find(|c| c.pcn == app.customer_id)
+            .map(|c| c.tenant_id.as_str());
+        if own != Some(tenant.as_str()) {
             return Err(not_authenticated());
         }
     }
@@ -496,7 +507,7 @@ pub(crate) async fn start(
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> std::io::Result<(SimHandle, Arc<Plex>)> {
-    let state = PlexState::fixtures(ctx.seed, ctx.clock.now());
+    let state = PlexState::fixtures(ctx.seed(), ctx.clock.now());
     let p = Arc::new(Plex {
         ctx: ctx.clone(),
         state: Mutex::new(state),

@@ -418,7 +418,7 @@ impl Simulator for Plytix {
     }
 
     fn reset(&self) {
-        *lock(&self.state) = PlytixState::fixtures(self.ctx.seed, self.ctx.clock.now());
+        *lock(&self.state) = PlytixState::fixtures(self.ctx.seed(), self.ctx.clock.now());
     }
 }
 
@@ -672,7 +672,7 @@ pub(crate) async fn start(
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> std::io::Result<(SimHandle, Arc<Plytix>)> {
-    let state = PlytixState::fixtures(ctx.seed, ctx.clock.now());
+    let state = PlytixState::fixtures(ctx.seed(), ctx.clock.now());
     let p = Arc::new(Plytix {
         ctx: ctx.clone(),
         state: Mutex::new(state),

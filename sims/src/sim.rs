@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -34,8 +35,15 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub(crate) struct Ctx {
     pub(crate) clock: Clock,
     pub(crate) scale: TimeScale,
-    pub(crate) seed: u64,
+    pub(crate) seed: Arc<AtomicU64>,
     pub(crate) config: Arc<crate::SimsConfig>,
+}
+
+impl Ctx {
+    /// The seed fixtures are (re)built from; `POST /admin/reset` may change it.
+    pub(crate) fn seed(&self) -> u64 {
+        self.seed.load(Ordering::SeqCst)
+    }
 }
 
 pub(crate) trait Simulator: Send + Sync + 'static {
@@ -122,6 +130,7 @@ fn snapshot(system: System, clock: &Clock, sim: &dyn Simulator) -> Value {
 
 #[derive(Clone)]
 struct Common {
+    seed: Arc<AtomicU64>,
     system: System,
     clock: Clock,
     sim: Arc<dyn Simulator>,
@@ -178,9 +187,21 @@ fn common_admin(c: Common) -> Router {
         )
         .route(
             "/admin/reset",
-            post(|State(c): State<Common>| async move {
-                c.sim.reset();
-                Json(snapshot(c.system, &c.clock, &*c.sim))
+            post(|State(c): State<Common>, body: Bytes| async move {
+                #[derive(Deserialize)]
+                struct B {
+                    seed: Option<u64>,
+                }
+                match parse_json::<B>(&body) {
+                    Ok(b) => {
+                        if let Some(seed) = b.seed {
+                            c.seed.store(seed, Ordering::SeqCst);
+                        }
+                        c.sim.reset();
+                        crate::util::json(StatusCode::OK, snapshot(c.system, &c.clock, &*c.sim))
+                    }
+                    Err(e) => bad_request(e),
+                }
             }),
         )
         .route(
@@ -215,6 +236,7 @@ pub(crate) async fn launch(
         crate::fault::middleware,
     ));
     let common = Common {
+        seed: ctx.seed.clone(),
         system,
         clock: ctx.clock.clone(),
         sim: sim.clone(),

@@ -431,7 +431,7 @@ impl Simulator for Soar {
 
     fn reset(&self) {
         *lock(&self.state) = SoarState::fixtures(
-            self.ctx.seed,
+            self.ctx.seed(),
             self.ctx.clock.now(),
             self.ctx.config.soar_lockout_threshold,
         );
@@ -792,7 +792,7 @@ pub(crate) async fn start(
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> std::io::Result<SimHandle> {
-    let state = SoarState::fixtures(ctx.seed, ctx.clock.now(), ctx.config.soar_lockout_threshold);
+    let state = SoarState::fixtures(ctx.seed(), ctx.clock.now(), ctx.config.soar_lockout_threshold);
     let s = Arc::new(Soar {
         ctx: ctx.clone(),
         state: Mutex::new(state),

@@ -212,3 +212,29 @@ async fn consumer_credential_update_rejects_the_wrong_vendor_shape() -> TestResu
     sims.shutdown().await;
     Ok(())
 }
+
+/// Guards: the consumer service is generic; a SOAR consumer added at run time
+/// records downtime once its key's secret is regenerated under it.
+#[tokio::test]
+async fn consumer_added_at_run_time_holds_a_soar_key() -> TestResult {
+    let sims = start().await?;
+    let c = get(&sims, System::Consumers);
+    let soar = get(&sims, System::Soar);
+    let regen = admin_post(soar, "/admin/ui/api_keys/14/regenerate", json!({})).await?;
+    let added = admin_post(
+        c,
+        "/admin/consumers",
+        json!({"id": "soar-qradar", "origin": soar.origin(), "credential": {
+            "vendor": "soar", "api_key_id": regen["api_key_id"], "api_key_secret": regen["api_key_secret"]}}),
+    )
+    .await?;
+    assert_eq!(added["vendor"], "soar");
+    let ok = admin_post(c, "/admin/consumers/soar-qradar/tick", json!({})).await?;
+    assert_eq!(ok["ok"], true, "{ok}");
+    admin_post(soar, "/admin/ui/api_keys/14/regenerate", json!({})).await?;
+    let failed = admin_post(c, "/admin/consumers/soar-qradar/tick", json!({})).await?;
+    assert_eq!(failed["status"], 401);
+    assert_eq!(u(consumer(&c.state(), "soar-qradar")?, "/failedCalls")?, 1);
+    sims.shutdown().await;
+    Ok(())
+}

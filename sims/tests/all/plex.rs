@@ -279,3 +279,56 @@ async fn plex_management_api_requires_the_connect_api_key_header() -> TestResult
     sims.shutdown().await;
     Ok(())
 }
+
+/// Guards Plex's tenant headers: an app reaches only its own customer's tenant.
+#[tokio::test]
+async fn plex_tenant_headers_limit_an_app_to_its_customer() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Plex);
+    let p = Portal::of(&sims).await?;
+    let app = p.demandcaster_app().await?;
+    let created = admin_post(
+        h,
+        &format!("/admin/ui/client-applications/{app}/secrets"),
+        json!({}),
+    )
+    .await?;
+    let secret = s(&created, "/secret")?;
+    let op = admin_get(h, "/admin/operator").await?;
+    let tenant_of = |pcn: &str| {
+        op["customers"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["customerId"] == pcn))
+            .map(|c| c["tenantId"].clone())
+    };
+    let call = |header: &'static str, value: String| {
+        http()
+            .get(format!("{}/mdm/v1/parts", h.origin()))
+            .header("X-Plex-Connect-Api-Key", app.clone())
+            .header("X-Plex-Connect-Api-Secret", secret.clone())
+            .header(header, value)
+            .send()
+    };
+    let own = tenant_of("123456")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let other = tenant_of("234567")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert_eq!(
+        call("X-Plex-Connect-Tenant-Id", own).await?.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        call("X-Plex-Connect-Tenant-Id", other).await?.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call("X-Plex-Connect-Customer-Id", "234567".into())
+            .await?
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    sims.shutdown().await;
+    Ok(())
+}

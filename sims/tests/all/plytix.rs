@@ -339,3 +339,57 @@ async fn plytix_token_expires_after_fifteen_minutes() -> TestResult {
     sims.shutdown().await;
     Ok(())
 }
+
+/// Guards the configurable unknown: whether tokens outlive a deleted key.
+#[tokio::test]
+async fn plytix_tokens_outlive_a_deleted_key_only_when_configured() -> TestResult {
+    for survive in [false, true] {
+        let config = rota_sims::SimsConfig {
+            plytix_tokens_survive_key_delete: survive,
+            ..Default::default()
+        };
+        let sims = crate::start_with(config).await?;
+        let p = Plytix::of(&sims).await?;
+        let admin = p.operator_token().await?;
+        let editor = p.role_id(&admin, "Editor").await?;
+        let (_, created) = p
+            .call(
+                reqwest::Method::POST,
+                "/accounts/v1/api-keys",
+                &admin,
+                Some(json!({"name": "temp", "role_id": editor})),
+            )
+            .await?;
+        let (_, tok) = p
+            .key_token(
+                &s(&created, "/data/0/api_key")?,
+                &s(&created, "/data/0/api_password")?,
+            )
+            .await?;
+        let t = s(&tok, "/data/0/access_token")?;
+        let id = s(&created, "/data/0/id")?;
+        p.call(
+            reqwest::Method::DELETE,
+            &format!("/accounts/v1/api-keys/{id}"),
+            &admin,
+            None,
+        )
+        .await?;
+        let (st, _) = p
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/products/search",
+                &t,
+                Some(json!({})),
+            )
+            .await?;
+        let want = if survive {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(st, want, "survive = {survive}");
+        sims.shutdown().await;
+    }
+    Ok(())
+}
