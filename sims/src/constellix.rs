@@ -1,6 +1,6 @@
 //! Constellix simulator: the documented HMAC-SHA1 token (VENDORS.md §4.2)
 //! on `Authorization: Bearer` (v4) or `x-cns-security-token` (v1), the v4
-//! error bodies and `X-RateLimit-*` headers, and the [INVENTED] key and
+//! error bodies and `X-RateLimit-*` headers, and the `[INVENTED]` key and
 //! audit shapes of §4.5: at most two keys per user with an expiry in months
 //! or never, every create/view/delete of a key written to an audit log that
 //! an account administrator can read and export.

@@ -1,4 +1,4 @@
-//! DemandCaster simulator ([INVENTED] shapes of VENDORS.md §1.5): a cookie
+//! DemandCaster simulator (`[INVENTED]` shapes of VENDORS.md §1.5): a cookie
 //! session, business nodes that must be entered with an explicit
 //! confirmation, and Data Hub Plex PCN connections holding a Client Id and
 //! a Client Secret that is never echoed. The error envelope

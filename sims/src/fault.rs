@@ -180,6 +180,7 @@ impl Faults {
             let n = *counter;
             *counter += 1;
             if roll(settings.seed, i, n) < rule.rate {
+                tracing::debug!(rule = i, n, method, path, kind = ?rule.kind, "sims: fault injected");
                 log.push(FaultEvent {
                     rule: i,
                     n,

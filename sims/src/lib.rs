@@ -2,7 +2,7 @@
 //!
 //! One stateful HTTP server per system, each modelling the vendor API that
 //! `shared/design/VENDORS.md` describes (the documented shapes where public,
-//! the `[INVENTED]` ones for key management) and the rules of the seed
+//! the ``[INVENTED]`` ones for key management) and the rules of the seed
 //! procedures:
 //!
 //! | system | vendor API (selected) |
@@ -32,26 +32,71 @@
 //! [`serve`] does the same standalone and prints one line per system,
 //! `<system> api=<origin> admin=<origin>`, then runs until Ctrl-C.
 //!
-//! # Admin API (every system)
+//! # Admin API (every system, on its own listener)
 //!
 //! - `GET /admin/state`: `{"system","now","clock_offset_secs","state":{…}}`,
-//!   every secret shown as `sha256:<hex>` fingerprint only.
+//!   every secret shown as a `sha256:<hex>` fingerprint only.
 //! - `GET|PUT /admin/clock` `{"offset_secs":N}`: moves the system's "now".
 //! - `GET|PUT /admin/faults` `{"seed":N,"rules":[FaultRule…]}`; GET adds the
-//!   `log` of injected faults. Faults never apply to the admin API.
-//! - `POST /admin/reset`: fixtures again from the seed.
-//! - `POST /admin/tick`: one round of background work now (SOAR app-host
-//!   logins, DemandCaster sync with Plex, consumer calls); other systems no-op.
+//!   `log` of injected faults. A rule is
+//!   `{"method":"GET","path":"/v4/domains","rate":0.5,"kind":"status","status":503}`
+//!   (kinds: `status`+`status`, `rate_limit`+`retry_after_secs`,
+//!   `latency`+`ms`, `drop`, `truncate`; path segments `*`/`{x}`, final
+//!   `**`). Faults never apply to the admin API.
+//! - `POST /admin/reset` `{"seed":N}?`: fixtures again (optionally re-seeded).
+//! - `POST /admin/tick`: one round of background work now: SOAR App Host
+//!   logins, DemandCaster's sync with Plex, every consumer's call; a no-op
+//!   for the others.
 //! - `GET /admin/operator`: the credentials the operator drives the vendor
-//!   API with in rehearsal (what rota's config would hold).
-//! - `/admin/ui/…`: the UI actions whose result a human copies from the
-//!   screen (Plex *Add* secret, SOAR *Regenerate*, Plytix *Create API Key*
-//!   and the eye icon, Constellix *Generate* and view): they return the
-//!   value once, exactly as the vendor UI shows it.
+//!   API with in rehearsal (what rota's config or secret store would hold).
+//! - UI actions that show a value once, as the vendor's screen does:
+//!   Plex `POST /admin/ui/client-applications/{clientId}/secrets` (*Add*),
+//!   SOAR `POST /admin/ui/api_keys/{id}/regenerate` (*Regenerate API Key
+//!   Secret*), Plytix `POST /admin/ui/api-keys` (*Create API Key*) and
+//!   `GET /admin/ui/api-keys/{id}/password` (eye icon), Constellix
+//!   `POST /admin/ui/users/{userId}/apikeys` (*Generate*) and
+//!   `GET /admin/ui/users/{userId}/apikeys/{id}/secret` (view, logged).
+//! - Consumers only: `POST /admin/consumers` `{"id","origin","credential"}`
+//!   and `POST /admin/consumers/{id}/tick`.
 //!
-//! Fixtures are deterministic for a seed (ids and values) and dated relative
-//! to the simulator's now. Retry-After values and SOAR's one-hour IP ban are
-//! multiplied by [`SimsConfig::time_scale`].
+//! # Fixtures (ids and values deterministic for a seed; dates relative to now)
+//!
+//! - Plex: customers PCN `123456` (Acme Manufacturing), `234567`, `345678`;
+//!   client app `DemandCaster` (PCN 123456) with a secret expired 30 days
+//!   ago and the one DemandCaster holds (valid 14 more days); apps
+//!   `Shop Floor Dashboard`, `EDI Gateway`; portal key `rota automation`
+//!   (header `X-Plex-Connect-Api-Key`) for the client-application API.
+//! - DemandCaster: user `planner@acme.example`; business nodes `1042`
+//!   (Acme Manufacturing, PCN connection id `1` → PCN 123456), `1043`
+//!   (connection `2` → PCN 234567), `1044`.
+//! - Plytix: system roles Owner, Admin, Editor, Viewer; team roles
+//!   Catalog Import, Assets Only; users `owner@`, `admin@`, `editor@`,
+//!   `viewer@acme-home.example`; keys `rota automation` (Admin, the
+//!   operator's), `ERP integration` (Editor, held by consumer
+//!   `plytix-erp-sync`), `Shopify feed` (Viewer), `Legacy importer`.
+//! - SOAR: org `201`; key accounts `3` rota_automation (operator, permissions
+//!   `api_keys` + `apps`), `12` fn_soar_utils (used by deployed apps `7`
+//!   inst `9` and `8` inst `11`), `14` fn_qradar_integration (app `9` inst
+//!   `13`), `15` fn_splunk_integration (locked; app `10` inst `16` holds a
+//!   stale secret). Apps log in from App Host IP 10.0.0.5.
+//! - Constellix: users `101` alice (account admin, two keys `1001` never
+//!   expires and `1002` 10 months), `102` bob (one key `1003` expiring in 20
+//!   days, held by consumer `constellix-dns-sync`), `103` carol (no key).
+//!
+//! Fixtures are dated relative to the simulator's clock. Retry-After values
+//! and SOAR's one-hour IP ban are multiplied by [`SimsConfig::time_scale`].
+//!
+//! # Modeled, not documented
+//!
+//! Everything marked `[INVENTED]` in VENDORS.md is implemented exactly as
+//! given there; beyond it, invented here: DemandCaster's and the consumer
+//! service's `{"error":{"code","message"}}` envelope and DemandCaster's 428
+//! for an unconfirmed *Enter*; Plytix's `POST /auth/user/get-token`
+//! (models a signed-in UI user) and its PIM permission checks; SOAR's
+//! permission handles `api_keys`/`apps` and `failed_login_count`; the
+//! Constellix audit CSV export. Plytix errors use the v3 envelope
+//! `{"data":[],"errors":[{"name","description"}]}` (documented for PIM,
+//! assumed for account endpoints).
 
 #![allow(
     clippy::result_large_err,

@@ -1,4 +1,4 @@
-//! Plex simulator: Plex UX client applications and their secrets ([INVENTED]
+//! Plex simulator: Plex UX client applications and their secrets (`[INVENTED]`
 //! shapes of VENDORS.md §1.5), an OAuth client-credentials token endpoint,
 //! and a Plex Connect resource (`GET /mdm/v1/parts`) that authenticates
 //! with client id + secret.

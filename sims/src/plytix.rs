@@ -1,6 +1,6 @@
 //! Plytix simulator: the documented token exchange
 //! (`POST /auth/api/get-token`, 15-minute JWTs), the PIM v1 products
-//! endpoints, and the [INVENTED] account endpoints of VENDORS.md §2.4 (API
+//! endpoints, and the `[INVENTED]` account endpoints of VENDORS.md §2.4 (API
 //! keys with name + role + password, roles, users). Errors use the v3
 //! envelope `{"data":[],"errors":[{"name","description"}]}`; the 401 of the
 //! token exchange uses the live `{"error":{"msg","errors"}}` shape.

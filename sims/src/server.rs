@@ -48,7 +48,11 @@ pub(crate) fn spawn(
                 _ = stop.changed() => break,
                 a = listener.accept() => a,
             };
-            let Ok((stream, peer)) = accepted else { continue };
+            let Ok((stream, peer)) = accepted else {
+                // Out of descriptors or similar: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
             let router = router.clone();
             let mut stop = shutdown.clone();
             tokio::spawn(async move {

@@ -1,5 +1,5 @@
 //! IBM QRadar SOAR simulator: `/rest/session` with HTTP Basic
-//! `api_key_id:api_key_secret` (documented), and the [INVENTED] API key
+//! `api_key_id:api_key_secret` (documented), and the `[INVENTED]` API key
 //! account and App Host shapes of VENDORS.md §3.4, with SOAR's result DTO
 //! `{"success":false,"title","message","hints","error_code"}` for errors.
 //!
@@ -308,7 +308,12 @@ impl Soar {
                 Some(k) if k.locked => Err(AuthFailure("API key is locked after too many failed logins")),
                 Some(k) if k.secret != secret => {
                     k.failed_logins += 1;
-                    if k.failed_logins >= cfg.soar_lockout_threshold {
+                    if k.failed_logins >= cfg.soar_lockout_threshold && !k.locked {
+                        tracing::info!(
+                            api_key = k.id,
+                            failed = k.failed_logins,
+                            "sims: SOAR API key account locked"
+                        );
                         k.locked = true;
                     }
                     Err(AuthFailure("Invalid API key secret"))
