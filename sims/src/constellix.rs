@@ -15,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Router};
 use base64::Engine;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -336,6 +336,10 @@ impl Constellix {
 }
 
 impl Simulator for Constellix {
+    fn operator(&self) -> Value {
+        operator_view(self)
+    }
+
     fn state(&self) -> Value {
         let st = lock(&self.state);
         let now = self.ctx.clock.now();
@@ -600,12 +604,12 @@ async fn ui_view(State(c): S, Path((user, id)): Path<(u64, u64)>) -> Response {
     }
 }
 
-async fn operator(State(c): S) -> Json<Value> {
+fn operator_view(c: &Constellix) -> Value {
     let st = lock(&c.state);
-    Json(json!({"users": st.users.iter().map(|u| json!({
+    json!({"users": st.users.iter().map(|u| json!({
         "id": u.id, "email": u.email, "isAdmin": u.is_admin,
         "apiKeys": st.keys.iter().filter(|k| k.user_id == u.id).map(|k| json!({"id": k.id, "apiKey": k.api_key, "secretKey": k.secret_key})).collect::<Vec<_>>(),
-    })).collect::<Vec<_>>()}))
+    })).collect::<Vec<_>>()})
 }
 
 async fn rate_headers(State(c): S, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
@@ -638,7 +642,6 @@ pub(crate) async fn start(
         .layer(axum::middleware::from_fn_with_state(c.clone(), rate_headers))
         .with_state(c.clone());
     let admin = Router::new()
-        .route("/admin/operator", get(operator))
         .route("/admin/ui/users/{user}/apikeys", axum::routing::post(ui_generate))
         .route("/admin/ui/users/{user}/apikeys/{id}/secret", get(ui_view))
         .with_state(c.clone());

@@ -12,11 +12,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -258,6 +258,10 @@ impl DemandCaster {
 }
 
 impl Simulator for DemandCaster {
+    fn operator(&self) -> Value {
+        operator_view(self)
+    }
+
     fn state(&self) -> Value {
         let st = lock(&self.state);
         json!({
@@ -506,11 +510,9 @@ async fn test_pcn(State(dc): S, headers: HeaderMap, Path(id): Path<u64>) -> Resp
     }
 }
 
-async fn operator(State(dc): S) -> Json<Value> {
+fn operator_view(dc: &DemandCaster) -> Value {
     let st = lock(&dc.state);
-    Json(
-        json!({"users": st.users.iter().map(|(u, p)| json!({"username": u, "password": p})).collect::<Vec<_>>()}),
-    )
+    json!({"users": st.users.iter().map(|(u, p)| json!({"username": u, "password": p})).collect::<Vec<_>>()})
 }
 
 pub(crate) async fn start(
@@ -541,9 +543,7 @@ pub(crate) async fn start(
         .route("/api/datahub/plex/pcns/{id}/test", post(test_pcn))
         .fallback(|| async { err(StatusCode::NOT_FOUND, "Not found.") })
         .with_state(dc.clone());
-    let admin = Router::new()
-        .route("/admin/operator", get(operator))
-        .with_state(dc.clone());
+    let admin = Router::new().with_state(dc.clone());
     launch(
         System::DemandCaster,
         &ctx,

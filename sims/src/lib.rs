@@ -315,6 +315,14 @@ impl Sims {
             .collect()
     }
 
+    /// The admin API origins, by system; never grant these to a plugin.
+    pub fn admin_origins(&self) -> BTreeMap<System, String> {
+        self.handles
+            .iter()
+            .map(|h| (h.system(), h.admin_origin().to_owned()))
+            .collect()
+    }
+
     /// Stops every listener and background task.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

@@ -11,11 +11,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -242,6 +242,10 @@ impl Plex {
 }
 
 impl Simulator for Plex {
+    fn operator(&self) -> Value {
+        operator_view(self)
+    }
+
     fn state(&self) -> Value {
         let st = lock(&self.state);
         let now = self.ctx.clock.now();
@@ -494,12 +498,12 @@ async fn ui_add_secret(State(p): S, Path(client_id): Path<String>, body: Bytes) 
     create_secret_response(&p, &client_id, &body)
 }
 
-async fn operator(State(p): S) -> Json<Value> {
+fn operator_view(p: &Plex) -> Value {
     let st = lock(&p.state);
-    Json(json!({
+    json!({
         "portalKeys": st.portal_keys.iter().map(|k| json!({"name": k.name, "consumerKey": k.consumer_key, "consumerSecret": k.consumer_secret})).collect::<Vec<_>>(),
         "customers": st.customers.iter().map(|c| json!({"customerId": c.pcn, "name": c.name, "tenantId": c.tenant_id})).collect::<Vec<_>>(),
-    }))
+    })
 }
 
 pub(crate) async fn start(
@@ -527,7 +531,6 @@ pub(crate) async fn start(
         .fallback(|| async { err(StatusCode::NOT_FOUND, "Resource not found.") })
         .with_state(p.clone());
     let admin = Router::new()
-        .route("/admin/operator", get(operator))
         .route(
             "/admin/ui/client-applications/{client_id}/secrets",
             post(ui_add_secret),

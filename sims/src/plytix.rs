@@ -14,11 +14,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -397,6 +397,10 @@ impl Plytix {
 }
 
 impl Simulator for Plytix {
+    fn operator(&self) -> Value {
+        operator_view(self)
+    }
+
     fn state(&self) -> Value {
         let st = lock(&self.state);
         let now = self.ctx.clock.now();
@@ -657,14 +661,14 @@ async fn ui_password(State(p): S, Path(id): Path<String>) -> Response {
     p.reveal_password(&id)
 }
 
-async fn operator(State(p): S) -> Json<Value> {
+fn operator_view(p: &Plytix) -> Value {
     let st = lock(&p.state);
     let key = st.keys.iter().find(|k| k.name == OPERATOR_KEY);
-    Json(json!({
+    json!({
         "apiKey": key.map(|k| json!({"name": k.name, "api_key": k.api_key, "api_password": k.api_password})),
         "users": st.users.iter().map(|u| json!({"email": u.email, "password": u.password,
             "role": st.role(&u.role_id).map(|r| r.name.clone())})).collect::<Vec<_>>(),
-    }))
+    })
 }
 
 pub(crate) async fn start(
@@ -698,7 +702,6 @@ pub(crate) async fn start(
         .fallback(|| async { err(StatusCode::NOT_FOUND, "Not found") })
         .with_state(p.clone());
     let admin = Router::new()
-        .route("/admin/operator", get(operator))
         .route("/admin/ui/api-keys", post(ui_create_key))
         .route("/admin/ui/api-keys/{id}/password", get(ui_password))
         .with_state(p.clone());

@@ -51,6 +51,11 @@ pub(crate) trait Simulator: Send + Sync + 'static {
     fn state(&self) -> Value;
     /// Throws the state away and seeds the fixtures again.
     fn reset(&self);
+    /// The credentials the operator drives the vendor API with (clear text:
+    /// what rota's config or secret store would hold in rehearsal).
+    fn operator(&self) -> Value {
+        json!({})
+    }
     /// One round of background work (app host logins, consumer calls, sync).
     fn tick(self: Arc<Self>) -> BoxFuture<Value> {
         Box::pin(async { json!({"ticked": false}) })
@@ -96,6 +101,11 @@ impl SimHandle {
     /// The same snapshot as `GET /admin/state`.
     pub fn state(&self) -> Value {
         snapshot(self.system, &self.clock, &*self.sim)
+    }
+
+    /// The operator's credentials for this system (same as `GET /admin/operator`).
+    pub fn operator(&self) -> Value {
+        self.sim.operator()
     }
 
     /// Runs one round of background work now (same as `POST /admin/tick`).
@@ -203,6 +213,10 @@ fn common_admin(c: Common) -> Router {
                     Err(e) => bad_request(e),
                 }
             }),
+        )
+        .route(
+            "/admin/operator",
+            get(|State(c): State<Common>| async move { Json(c.sim.operator()) }),
         )
         .route(
             "/admin/tick",

@@ -17,7 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Router};
 use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -407,6 +407,10 @@ impl Soar {
 }
 
 impl Simulator for Soar {
+    fn operator(&self) -> Value {
+        operator_view(self)
+    }
+
     fn state(&self) -> Value {
         let st = lock(&self.state);
         let now = self.ctx.clock.now();
@@ -785,11 +789,11 @@ async fn ui_regenerate(State(s): S, Path(id): Path<u64>) -> Response {
     }
 }
 
-async fn operator(State(s): S) -> Json<Value> {
+fn operator_view(s: &Soar) -> Value {
     let st = lock(&s.state);
     let k = st.keys.iter().find(|k| k.display_name == OPERATOR_KEY);
-    Json(json!({"org_id": ORG_ID,
-                "apiKey": k.map(|k| json!({"id": k.id, "api_key_id": k.api_key_id, "api_key_secret": k.secret}))}))
+    json!({"org_id": ORG_ID,
+                "apiKey": k.map(|k| json!({"id": k.id, "api_key_id": k.api_key_id, "api_key_secret": k.secret}))})
 }
 
 pub(crate) async fn start(
@@ -827,7 +831,6 @@ pub(crate) async fn start(
         .fallback(|| async { err(StatusCode::NOT_FOUND, "Not found") })
         .with_state(s.clone());
     let admin = Router::new()
-        .route("/admin/operator", get(operator))
         .route("/admin/ui/api_keys/{id}/regenerate", post(ui_regenerate))
         .with_state(s.clone());
     launch(
