@@ -360,3 +360,29 @@ where
     sims.shutdown().await;
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_from_json_with_fault_rules_per_system() -> Result<(), serde_json::Error> {
+        let c: SimsConfig = serde_json::from_str(
+            r#"{"seed": 3, "faults": {"plex": [{"method": "POST", "path": "/oauth2/token", "rate": 0.5,
+                 "kind": "rate_limit", "retry_after_secs": 60}]}}"#,
+        )?;
+        assert_eq!(c.seed, 3);
+        assert_eq!(c.soar_lockout_threshold, 5, "defaults fill the rest");
+        let rules = c.faults.get(&System::Plex).cloned().unwrap_or_default();
+        assert_eq!(
+            rules,
+            vec![FaultRule::new(
+                Some("POST"),
+                "/oauth2/token",
+                0.5,
+                FaultKind::RateLimit { retry_after_secs: 60 }
+            )]
+        );
+        Ok(())
+    }
+}

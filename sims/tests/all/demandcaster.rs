@@ -88,7 +88,8 @@ async fn reset_plex_secret(sims: &rota_sims::Sims) -> anyhow::Result<(String, St
     Ok((app, s(&created, "/secret")?))
 }
 
-#[tokio::test]
+/// Runs on the multi-thread runtime too, as `rota run --rehearse` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demandcaster_seed_procedure_happy_path() -> TestResult {
     let sims = start().await?;
     let (client_id, secret) = reset_plex_secret(&sims).await?;

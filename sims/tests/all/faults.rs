@@ -67,7 +67,7 @@ async fn sequence(seed: u64) -> anyhow::Result<(Vec<String>, Vec<rota_sims::Faul
 }
 
 /// Guards: same seed and same requests give the same faults; another seed, others.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_are_reproducible_from_the_seed() -> TestResult {
     let (a, log_a) = sequence(42).await?;
     let (b, log_b) = sequence(42).await?;
