@@ -49,4 +49,11 @@ impl TimeScale {
         #[allow(clippy::cast_possible_truncation, reason = "clamped")]
         time::Duration::milliseconds(ms.min(1e15) as i64)
     }
+
+    /// A scaled wall-clock duration (for real rate-limit windows).
+    pub(crate) fn std_duration(self, nominal_secs: u64) -> std::time::Duration {
+        #[allow(clippy::cast_precision_loss, reason = "durations are small")]
+        let secs = (nominal_secs as f64 * self.0).max(0.001);
+        std::time::Duration::from_secs_f64(secs.min(1e9))
+    }
 }

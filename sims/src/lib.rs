@@ -184,6 +184,10 @@ pub struct SimsConfig {
     /// Whether Plytix tokens keep working after their key is deleted
     /// (unknown for the real vendor).
     pub plytix_tokens_survive_key_delete: bool,
+    /// Plytix calls allowed per key (or user) in 10 s and in an hour (free
+    /// plan: 20 and 2,000); both windows are scaled by `time_scale`.
+    pub plytix_requests_per_10s: u32,
+    pub plytix_requests_per_hour: u32,
     /// If set, background work (SOAR app host, DemandCaster sync, consumers)
     /// runs every this many milliseconds; otherwise only on `POST /admin/tick`.
     pub background_interval_ms: Option<u64>,
@@ -199,6 +203,8 @@ impl Default for SimsConfig {
             soar_lockout_threshold: 5,
             soar_ip_ban_threshold: 100,
             plytix_tokens_survive_key_delete: false,
+            plytix_requests_per_10s: 20,
+            plytix_requests_per_hour: 2000,
             background_interval_ms: None,
         }
     }

@@ -11,8 +11,9 @@
 //! password) is invented: it models the signed-in accounts.plytix.com UI,
 //! so user roles can be tested on key management.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -155,6 +156,7 @@ struct PlytixState {
     keys: Vec<ApiKey>,
     tokens: HashMap<String, TokenRec>,
     products: Vec<Value>,
+    windows: HashMap<String, VecDeque<Instant>>,
 }
 
 /// Names of fixture keys other modules refer to.
@@ -236,6 +238,7 @@ impl PlytixState {
             keys,
             tokens: HashMap::new(),
             products,
+            windows: HashMap::new(),
         }
     }
 
@@ -316,12 +319,15 @@ impl Plytix {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(unauthorized)?;
         let now = self.ctx.clock.now();
-        let st = lock(&self.state);
+        let mut st = lock(&self.state);
         let rec = st
             .tokens
             .get(tok)
             .filter(|t| t.expires > now)
             .ok_or_else(unauthorized)?;
+        let pid = match &rec.principal {
+            Principal::Key(id) | Principal::User(id) => id.clone(),
+        };
         let role_id = match &rec.principal {
             Principal::Key(id) => match st.keys.iter().find(|k| k.id == *id) {
                 Some(k) => k.role_id.clone(),
@@ -335,7 +341,48 @@ impl Plytix {
                 .map(|u| u.role_id.clone())
                 .ok_or_else(unauthorized)?,
         };
-        st.role(&role_id).cloned().ok_or_else(unauthorized)
+        let role = st.role(&role_id).cloned().ok_or_else(unauthorized)?;
+        self.rate_check(&mut st.windows, &pid)?;
+        Ok(role)
+    }
+
+    /// Plytix's per-credential windows (10 s and 1 h, scaled): 429 with
+    /// `Retry-After` once either is full.
+    fn rate_check(
+        &self,
+        windows: &mut HashMap<String, VecDeque<Instant>>,
+        pid: &str,
+    ) -> Result<(), Response> {
+        let now = Instant::now();
+        let cfg = &self.ctx.config;
+        let q = windows.entry(pid.to_owned()).or_default();
+        let longest = self.ctx.scale.std_duration(3600);
+        while q.front().is_some_and(|t| now.duration_since(*t) >= longest) {
+            q.pop_front();
+        }
+        for (nominal, limit) in [
+            (10, cfg.plytix_requests_per_10s),
+            (3600, cfg.plytix_requests_per_hour),
+        ] {
+            let window = self.ctx.scale.std_duration(nominal);
+            let mut recent = q.iter().filter(|t| now.duration_since(**t) < window);
+            let oldest = recent.next().copied();
+            let count = oldest.map_or(0, |_| 1 + recent.count());
+            if let Some(oldest) = oldest
+                && count >= limit as usize
+            {
+                let wait = window.saturating_sub(now.duration_since(oldest));
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "small, positive"
+                )]
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                return Err(PlytixStyle.rate_limited(secs));
+            }
+        }
+        q.push_back(now);
+        Ok(())
     }
 
     fn manager(&self, headers: &HeaderMap) -> Result<Role, Response> {

@@ -393,3 +393,49 @@ async fn plytix_tokens_outlive_a_deleted_key_only_when_configured() -> TestResul
     }
     Ok(())
 }
+
+/// Guards Plytix's per-credential window: once full, 429 with Retry-After
+/// until it slides; another credential is unaffected.
+#[tokio::test]
+async fn plytix_rate_limit_answers_429_with_retry_after() -> TestResult {
+    let config = rota_sims::SimsConfig {
+        time_scale: 1.0,
+        plytix_requests_per_10s: 3,
+        ..Default::default()
+    };
+    let sims = crate::start_with(config).await?;
+    let p = Plytix::of(&sims).await?;
+    let t = p.operator_token().await?;
+    for _ in 0..3 {
+        assert_eq!(
+            p.call(reqwest::Method::GET, "/accounts/v1/roles", &t, None)
+                .await?
+                .0,
+            StatusCode::OK
+        );
+    }
+    let r = http()
+        .get(format!("{}/accounts/v1/roles", p.origin))
+        .bearer_auth(&t)
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("0")
+        .parse()?;
+    assert!((1..=10).contains(&retry), "Retry-After {retry}");
+    let body: Value = r.json().await?;
+    assert_eq!(body["error"]["msg"], "Rate limit exceeded");
+    let other = p.user_token("Owner").await?;
+    assert_eq!(
+        p.call(reqwest::Method::GET, "/accounts/v1/roles", &other, None)
+            .await?
+            .0,
+        StatusCode::OK
+    );
+    sims.shutdown().await;
+    Ok(())
+}
