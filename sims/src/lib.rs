@@ -2,17 +2,17 @@
 //!
 //! One stateful HTTP server per system, each modelling the vendor API that
 //! `shared/design/VENDORS.md` describes (the documented shapes where public,
-//! the ``[INVENTED]`` ones for key management) and the rules of the seed
+//! the `[INVENTED]` ones for key management) and the rules of the seed
 //! procedures:
 //!
-//! | system | vendor API (selected) |
+//! | system | vendor API (full list) |
 //! |---|---|
-//! | `plex` | `/platform/v1/client-applications…/secrets`, `POST /oauth2/token`, `GET /mdm/v1/parts` |
-//! | `demandcaster` | `/api/session`, `/api/business-nodes/{id}/enter`, `/api/datahub/plex/pcns…` (test calls Plex) |
-//! | `plytix` | `POST /auth/api/get-token`, `/accounts/v1/api-keys…`, `/accounts/v1/roles`, `/api/v1/products…` |
-//! | `soar` | `GET /rest/session`, `/rest/orgs/{org}/api_keys…`, `/rest/orgs/{org}/apps…` |
-//! | `constellix` | `/v4/users/me/apikeys…`, `/v4/audit/apikeys[/export]`, `/v4/domains`, `/v1/domains` |
-//! | `consumers` | `GET /v1/consumers`, `PUT /v1/consumers/{id}/credential`, `POST /v1/consumers/{id}/check` |
+//! | `plex` | `GET /platform/v1/client-applications?customerId=` · `GET`/`POST /platform/v1/client-applications/{clientId}/secrets` · `DELETE …/secrets/{secretId}` (all with `X-Plex-Connect-Api-Key: <portal consumer key>`) · `POST /oauth2/token` (form or Basic, `client_credentials`) · `GET /mdm/v1/parts` (Bearer, or `X-Plex-Connect-Api-Key`+`-Api-Secret`; optional `X-Plex-Connect-Customer-Id`/`-Tenant-Id`) |
+//! | `demandcaster` | `POST /api/session` (sets cookie `DCSESSION`) · `GET /api/business-nodes` · `POST /api/business-nodes/{id}/enter` `{"confirm":true}` (428 without) · `GET /api/datahub/plex/pcns` · `GET`/`PUT /api/datahub/plex/pcns/{id}` `{"clientId","clientSecret"}` · `POST /api/datahub/plex/pcns/{id}/test` (calls Plex) |
+//! | `plytix` | `POST /auth/api/get-token` `{"api_key","api_password"}` · `POST /auth/user/get-token` `{"email","password"}` · `GET`/`POST /accounts/v1/api-keys` · `PATCH`/`DELETE /accounts/v1/api-keys/{id}` · `GET /accounts/v1/api-keys/{id}/password` · `GET /accounts/v1/roles` · `GET /accounts/v1/users` · `POST /api/v1/products/search` (View) · `POST /api/v1/products` (Edit) · `GET /api/v1/products/{id}` (View); per-credential 10 s / 1 h windows → 429 + `Retry-After` |
+//! | `soar` | `GET /rest/session` (Basic `api_key_id:secret`) · `GET`/`POST /rest/orgs/{org}/api_keys` · `GET`/`DELETE /rest/orgs/{org}/api_keys/{id}` · `POST /rest/orgs/{org}/api_keys/{id}/regenerate_secret` · `GET /rest/orgs/{org}/apps[/{app}]` · `PUT /rest/orgs/{org}/apps/{app}/installations/{inst}` `{"status":"undeploying"\|"deploying"}` · `GET …/installations/{inst}/secrets` · `PUT …/installations/{inst}/secrets/{name}` `{"value","protected"}` |
+//! | `constellix` | token `apiKey:base64(HMAC-SHA1(secret, ts_ms)):ts_ms` ([`constellix_token`]) as `Authorization: Bearer` or `x-cns-security-token` · `GET`/`POST /v4/users/me/apikeys` `{"expiresInMonths":n\|null}` · `DELETE /v4/users/me/apikeys/{id}` · `GET /v4/users/me/apikeys/{id}/secret` · `GET /v4/audit/apikeys?from=&to=&page=&perPage=` · `GET /v4/audit/apikeys/export` (CSV) · `GET /v4/domains` · `GET /v1/domains` |
+//! | `consumers` | `GET /v1/consumers[/{id}]` · `PUT /v1/consumers/{id}/credential` (the vendor's credential fields, e.g. `{"api_key","api_password"}`) · `POST /v1/consumers/{id}/check` |
 //!
 //! # Use
 //!
