@@ -1,0 +1,847 @@
+//! IBM QRadar SOAR simulator: `/rest/session` with HTTP Basic
+//! `api_key_id:api_key_secret` (documented), and the `[INVENTED]` API key
+//! account and App Host shapes of VENDORS.md §3.4, with SOAR's result DTO
+//! `{"success":false,"title","message","hints","error_code"}` for errors.
+//!
+//! Design decision: deployed apps log in from their App Host on every tick
+//! with the `api_key_id` of their app.config and the app secret it names
+//! (`api_key_secret=$name`), through the same code path as HTTP callers, so
+//! an app left holding an old secret raises the account's failed-login
+//! count until it locks (N = `soar_lockout_threshold`) and feeds the
+//! per-IP ban (>`soar_ip_ban_threshold` failures per scaled hour).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::{Extension, Router};
+use base64::Engine;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::System;
+use crate::fault::ErrorStyle;
+use crate::server::PeerAddr;
+use crate::sim::{BoxFuture, Ctx, SimHandle, Simulator, launch};
+use crate::util::{Gen, epoch_ms, fingerprint, iso, json, lock, parse_json};
+
+struct SoarStyle;
+
+impl ErrorStyle for SoarStyle {
+    fn error(&self, status: StatusCode, message: &str) -> Response {
+        json(
+            status,
+            json!({"success": false, "title": status.canonical_reason(), "message": message,
+                   "hints": [], "error_code": "generic", "error_payload": {}}),
+        )
+    }
+}
+
+fn err(status: StatusCode, message: &str) -> Response {
+    SoarStyle.error(status, message)
+}
+
+/// Org id of the fixture organisation.
+pub(crate) const ORG_ID: u64 = 201;
+const ONE_HOUR: u64 = 3600;
+const ADMIN_NAME: &str = "admin@acme-security.example";
+
+struct Org {
+    id: u64,
+    name: String,
+    uuid: String,
+}
+
+struct KeyAccount {
+    id: u64,
+    api_key_id: String,
+    secret: String,
+    display_name: String,
+    description: Option<String>,
+    permissions: Vec<String>,
+    orgs: Vec<u64>,
+    locked: bool,
+    enabled: bool,
+    failed_logins: u32,
+    created: i64,
+    modified: i64,
+}
+
+impl KeyAccount {
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id, "api_key_id": self.api_key_id, "display_name": self.display_name,
+            "description": self.description, "locked": self.locked, "enabled": self.enabled,
+            "failed_login_count": self.failed_logins, "permissions": self.permissions, "orgs": self.orgs,
+            "create_date": self.created, "last_modified_date": self.modified,
+            "last_modified_by": {"id": 1, "name": ADMIN_NAME},
+        })
+    }
+}
+
+struct AppSecret {
+    value: String,
+    protected: bool,
+}
+
+struct App {
+    id: u64,
+    name: String,
+    display_name: String,
+    uuid: String,
+    inst_id: u64,
+    status: String,
+    host_id: String,
+    host_name: String,
+    host_ip: String,
+    config_string: String,
+    secrets: BTreeMap<String, AppSecret>,
+    auth_log: Vec<Value>,
+}
+
+impl App {
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id, "name": self.name, "display_name": self.display_name, "uuid": self.uuid,
+            "current_installation": {
+                "id": self.inst_id, "status": self.status,
+                "app_host": {"id": self.host_id, "name": self.host_name, "status": "online"},
+                "executables": [{"name": self.name, "image": format!("quay.io/ibmresilient/{}:1.2.0", self.name),
+                                 "config_string": self.config_string, "permission_handles": ["read_data", "read_function"],
+                                 "uuid": self.uuid}],
+            },
+        })
+    }
+
+    /// `(api_key_id, secret reference)` from the app.config text.
+    fn configured_login(&self) -> (Option<String>, Option<String>) {
+        let get = |k: &str| {
+            self.config_string.lines().find_map(|l| {
+                let (a, b) = l.split_once('=')?;
+                (a.trim() == k).then(|| b.trim().to_owned())
+            })
+        };
+        (get("api_key_id"), get("api_key_secret"))
+    }
+}
+
+#[derive(Default)]
+struct IpRec {
+    failures: Vec<OffsetDateTime>,
+    banned_until: Option<OffsetDateTime>,
+    repeat: u32,
+}
+
+struct SoarState {
+    ids: Gen,
+    orgs: Vec<Org>,
+    keys: Vec<KeyAccount>,
+    apps: Vec<App>,
+    ips: HashMap<String, IpRec>,
+    next_key_id: u64,
+}
+
+pub(crate) const OPERATOR_KEY: &str = "rota_automation";
+
+fn config_string(org: &str, api_key_id: &str, secret_name: &str, section: &str) -> String {
+    format!(
+        "[resilient]\nhost=soar.acme-security.example\nport=443\norg={org}\napi_key_id={api_key_id}\napi_key_secret=${secret_name}\ncafile=false\n\n[{section}]\npolling_interval=60\n"
+    )
+}
+
+impl SoarState {
+    fn fixtures(seed: u64, now: OffsetDateTime, lockout: u32) -> Self {
+        let mut ids = Gen::new(seed, "soar");
+        let org = Org {
+            id: ORG_ID,
+            name: "Acme Security".into(),
+            uuid: ids.uuid().to_string(),
+        };
+        let day = 86_400_000i64;
+        let base = epoch_ms(now);
+        let key = |ids: &mut Gen, id: u64, name: &str, perms: &[&str], age_days: i64| KeyAccount {
+            id,
+            api_key_id: ids.uuid().to_string(),
+            secret: ids.alnum(43),
+            display_name: name.into(),
+            description: Some(format!("API key for {name}")),
+            permissions: perms.iter().map(|p| (*p).to_owned()).collect(),
+            orgs: vec![ORG_ID],
+            locked: false,
+            enabled: true,
+            failed_logins: 0,
+            created: base - age_days * day,
+            modified: base - age_days * day / 2,
+        };
+        let mut keys = vec![
+            key(
+                &mut ids,
+                3,
+                OPERATOR_KEY,
+                &["read_data", "read_function", "api_keys", "apps"],
+                120,
+            ),
+            key(
+                &mut ids,
+                12,
+                "fn_soar_utils",
+                &[
+                    "read_data",
+                    "read_function",
+                    "create_incident",
+                    "read_all_incidents",
+                ],
+                400,
+            ),
+            key(
+                &mut ids,
+                14,
+                "fn_qradar_integration",
+                &["read_data", "read_function", "edit_all_incidents_fields"],
+                300,
+            ),
+            key(
+                &mut ids,
+                15,
+                "fn_splunk_integration",
+                &["read_data", "read_function"],
+                700,
+            ),
+        ];
+        if let Some(k) = keys.iter_mut().find(|k| k.id == 15) {
+            k.locked = true;
+            k.failed_logins = lockout;
+        }
+        let host_id = ids.uuid().to_string();
+        let key_of = |keys: &[KeyAccount], id: u64| {
+            keys.iter()
+                .find(|k| k.id == id)
+                .map(|k| (k.api_key_id.clone(), k.display_name.clone(), k.secret.clone()))
+        };
+        let mut apps = Vec::new();
+        for (id, inst_id, name, display, key_id, status) in [
+            (7, 9, "fn_soar_utils", "SOAR Utilities", 12, "deployed"),
+            (8, 11, "fn_misp", "MISP Integration", 12, "deployed"),
+            (
+                9,
+                13,
+                "fn_qradar_integration",
+                "QRadar Integration",
+                14,
+                "deployed",
+            ),
+            (10, 16, "fn_splunk_integration", "Splunk Integration", 15, "error"),
+        ] {
+            let (api_key_id, secret_name, secret) = key_of(&keys, key_id).unwrap_or_default();
+            // The locked account's app holds a stale secret: that is how it got locked.
+            let value = if key_id == 15 { ids.alnum(43) } else { secret };
+            let mut secrets = BTreeMap::new();
+            secrets.insert(
+                secret_name.clone(),
+                AppSecret {
+                    value,
+                    protected: true,
+                },
+            );
+            apps.push(App {
+                id,
+                name: name.into(),
+                display_name: display.into(),
+                uuid: ids.uuid().to_string(),
+                inst_id,
+                status: status.into(),
+                host_id: host_id.clone(),
+                host_name: "apphost-1".into(),
+                host_ip: "10.0.0.5".into(),
+                config_string: config_string(&org.name, &api_key_id, &secret_name, name),
+                secrets,
+                auth_log: Vec::new(),
+            });
+        }
+        Self {
+            ids,
+            orgs: vec![org],
+            keys,
+            apps,
+            ips: HashMap::new(),
+            next_key_id: 16,
+        }
+    }
+}
+
+pub(crate) struct Soar {
+    ctx: Ctx,
+    state: Mutex<SoarState>,
+}
+
+#[derive(Debug)]
+struct AuthFailure(&'static str);
+
+impl Soar {
+    /// One login attempt, from HTTP or an App Host; Ok(index of the account).
+    fn authenticate(
+        &self,
+        st: &mut SoarState,
+        id: &str,
+        secret: &str,
+        ip: &str,
+    ) -> Result<usize, AuthFailure> {
+        let now = self.ctx.clock.now();
+        let window = self.ctx.scale.duration(ONE_HOUR);
+        let cfg = &self.ctx.config;
+        let rec = st.ips.entry(ip.to_owned()).or_default();
+        if rec.banned_until.is_some_and(|t| t > now) {
+            return Err(AuthFailure(
+                "The IP address has been banned after too many failed logins",
+            ));
+        }
+        let outcome = match st.keys.iter().position(|k| k.api_key_id == id) {
+            None => Err(AuthFailure("Unknown basic authentication clientId")),
+            Some(i) => match st.keys.get_mut(i) {
+                Some(k) if k.locked => Err(AuthFailure("API key is locked after too many failed logins")),
+                Some(k) if k.secret != secret => {
+                    k.failed_logins += 1;
+                    if k.failed_logins >= cfg.soar_lockout_threshold && !k.locked {
+                        tracing::info!(
+                            api_key = k.id,
+                            failed = k.failed_logins,
+                            "sims: SOAR API key account locked"
+                        );
+                        k.locked = true;
+                    }
+                    Err(AuthFailure("Invalid API key secret"))
+                }
+                Some(k) if !k.enabled => Err(AuthFailure("API key has no enabled orgs")),
+                Some(k) => {
+                    k.failed_logins = 0;
+                    Ok(i)
+                }
+                None => Err(AuthFailure("Unknown basic authentication clientId")),
+            },
+        };
+        if outcome.is_err() {
+            let rec = st.ips.entry(ip.to_owned()).or_default();
+            rec.failures.retain(|t| *t > now - window);
+            rec.failures.push(now);
+            if rec.failures.len() > cfg.soar_ip_ban_threshold as usize {
+                rec.banned_until = Some(now + window);
+                rec.repeat += 1;
+                rec.failures.clear();
+            }
+        }
+        outcome
+    }
+
+    /// Authenticates an HTTP request by its Basic header.
+    fn caller(
+        &self,
+        headers: &HeaderMap,
+        peer: PeerAddr,
+    ) -> Result<(usize, std::sync::MutexGuard<'_, SoarState>), Response> {
+        let creds = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.split_once(':').map(|(a, b)| (a.to_owned(), b.to_owned())));
+        let Some((id, secret)) = creds else {
+            return Err(err(StatusCode::UNAUTHORIZED, "Authentication required"));
+        };
+        let mut st = lock(&self.state);
+        match self.authenticate(&mut st, &id, &secret, &peer.0.ip().to_string()) {
+            Ok(i) => Ok((i, st)),
+            Err(AuthFailure(m)) => Err(err(StatusCode::UNAUTHORIZED, m)),
+        }
+    }
+
+    /// Authenticates and checks org membership and a permission handle.
+    fn org_caller(
+        &self,
+        headers: &HeaderMap,
+        peer: PeerAddr,
+        org: u64,
+        perm: &str,
+    ) -> Result<std::sync::MutexGuard<'_, SoarState>, Response> {
+        let (i, st) = self.caller(headers, peer)?;
+        let Some(k) = st.keys.get(i) else {
+            return Err(err(StatusCode::UNAUTHORIZED, "Unknown API key"));
+        };
+        if !st.orgs.iter().any(|o| o.id == org) {
+            return Err(err(StatusCode::NOT_FOUND, "Organization not found"));
+        }
+        if !k.orgs.contains(&org) {
+            return Err(err(
+                StatusCode::FORBIDDEN,
+                "This organization is not accessible to you",
+            ));
+        }
+        if !k.permissions.iter().any(|p| p == perm) {
+            return Err(err(StatusCode::FORBIDDEN, &format!("Missing permission: {perm}")));
+        }
+        Ok(st)
+    }
+
+    fn regenerate(&self, id: u64) -> Option<Value> {
+        let now = epoch_ms(self.ctx.clock.now());
+        let mut st = lock(&self.state);
+        let secret = st.ids.alnum(43);
+        let k = st.keys.iter_mut().find(|k| k.id == id)?;
+        k.secret = secret;
+        k.locked = false;
+        k.failed_logins = 0;
+        k.modified = now;
+        let mut v = k.json();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("api_key_secret".into(), json!(k.secret));
+        }
+        Some(v)
+    }
+}
+
+impl Simulator for Soar {
+    fn operator(&self) -> Value {
+        operator_view(self)
+    }
+
+    fn state(&self) -> Value {
+        let st = lock(&self.state);
+        let now = self.ctx.clock.now();
+        json!({
+            "orgs": st.orgs.iter().map(|o| json!({"id": o.id, "name": o.name, "uuid": o.uuid})).collect::<Vec<_>>(),
+            "apiKeys": st.keys.iter().map(|k| {
+                let mut v = k.json();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("secretFingerprint".into(), json!(fingerprint(&k.secret)));
+                }
+                v
+            }).collect::<Vec<_>>(),
+            "apps": st.apps.iter().map(|a| {
+                let mut v = a.json();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("secrets".into(), a.secrets.iter().map(|(n, s)| json!({"name": n, "protected": s.protected,
+                        "fingerprint": fingerprint(&s.value)})).collect::<Vec<_>>().into());
+                    o.insert("authLog".into(), json!(a.auth_log));
+                }
+                v
+            }).collect::<Vec<_>>(),
+            "ipBans": st.ips.iter().map(|(ip, r)| json!({"ip": ip, "recentFailures": r.failures.len(),
+                "bannedUntil": r.banned_until.map(iso), "banned": r.banned_until.is_some_and(|t| t > now),
+                "ipban_repeat": r.repeat})).collect::<Vec<_>>(),
+        })
+    }
+
+    fn reset(&self) {
+        *lock(&self.state) = SoarState::fixtures(
+            self.ctx.seed(),
+            self.ctx.clock.now(),
+            self.ctx.config.soar_lockout_threshold,
+        );
+    }
+
+    /// Every deployed app logs in once from its App Host.
+    fn tick(self: Arc<Self>) -> BoxFuture<Value> {
+        Box::pin(async move {
+            let now = self.ctx.clock.now();
+            let mut st = lock(&self.state);
+            let mut results = Vec::new();
+            for i in 0..st.apps.len() {
+                let Some(app) = st.apps.get(i) else { continue };
+                if app.status != "deployed" {
+                    continue;
+                }
+                let (key_id, secret_ref) = app.configured_login();
+                let secret = secret_ref.as_deref().map(|r| {
+                    let name = r
+                        .trim_start_matches('$')
+                        .trim_start_matches('{')
+                        .trim_end_matches('}');
+                    if r.starts_with('$') {
+                        app.secrets.get(name).map(|s| s.value.clone())
+                    } else {
+                        Some(r.to_owned())
+                    }
+                });
+                let ip = app.host_ip.clone();
+                let name = app.name.clone();
+                let outcome = match (key_id, secret.flatten()) {
+                    (Some(id), Some(secret)) => self.authenticate(&mut st, &id, &secret, &ip).map(|_| ()),
+                    _ => Err(AuthFailure(
+                        "app.config has no usable api_key_id / api_key_secret",
+                    )),
+                };
+                let entry = json!({"at": iso(now), "app": name, "ok": outcome.is_ok(),
+                                   "message": outcome.err().map(|e| e.0)});
+                if let Some(app) = st.apps.get_mut(i) {
+                    app.auth_log.push(entry.clone());
+                }
+                results.push(entry);
+            }
+            json!({"logins": results})
+        })
+    }
+}
+
+type S = State<Arc<Soar>>;
+
+async fn session(State(s): S, Extension(peer): Extension<PeerAddr>, headers: HeaderMap) -> Response {
+    let (i, mut st) = match s.caller(&headers, peer) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let csrf = st.ids.hex(16);
+    let Some(k) = st.keys.get(i) else {
+        return err(StatusCode::UNAUTHORIZED, "Unknown API key");
+    };
+    let orgs: Vec<Value> = st
+        .orgs
+        .iter()
+        .filter(|o| k.orgs.contains(&o.id))
+        .map(|o| {
+            json!({"id": o.id, "name": o.name, "uuid": o.uuid, "cloud_account": null, "enabled": true,
+                   "perms": {"administrator": false, "master_administrator": false},
+                   "has_saml": false, "require_saml": false, "twofactor_cookie_lifetime_secs": 0})
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        json!({"api_key_handle": k.id, "user_id": k.id, "user_email": null, "user_fname": k.display_name,
+               "user_lname": "", "csrf_token": csrf, "session_ip": peer.0.ip().to_string(),
+               "is_ldap": false, "is_saml": false, "saml_alias": null, "orgs": orgs}),
+    )
+}
+
+async fn list_keys(
+    State(s): S,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    Path(org): Path<u64>,
+) -> Response {
+    match s.org_caller(&headers, peer, org, "api_keys") {
+        Ok(st) => json(
+            StatusCode::OK,
+            Value::Array(
+                st.keys
+                    .iter()
+                    .filter(|k| k.orgs.contains(&org))
+                    .map(KeyAccount::json)
+                    .collect(),
+            ),
+        ),
+        Err(r) => r,
+    }
+}
+
+async fn get_key(
+    State(s): S,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    Path((org, id)): Path<(u64, u64)>,
+) -> Response {
+    match s.org_caller(&headers, peer, org, "api_keys") {
+        Ok(st) => match st.keys.iter().find(|k| k.id == id && k.orgs.contains(&org)) {
+            Some(k) => json(StatusCode::OK, k.json()),
+            None => err(StatusCode::NOT_FOUND, "API key not found"),
+        },
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateKey {
+    display_name: String,
+    description: Option<String>,
+    #[serde(default)]
+    permissions: Vec<String>,
+    #[serde(default)]
+    orgs: Vec<u64>,
+}
+
+async fn create_key(
+    State(s): S,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    Path(org): Path<u64>,
+    body: Bytes,
+) -> Response {
+    let b = match parse_json::<CreateKey>(&body) {
+        Ok(b) => b,
+        Err(e) => return err(StatusCode::BAD_REQUEST, &e),
+    };
+    let now = epoch_ms(s.ctx.clock.now());
+    let mut st = match s.org_caller(&headers, peer, org, "api_keys") {
+        Ok(st) => st,
+        Err(r) => return r,
+    };
+    if b.display_name.trim().is_empty() || st.keys.iter().any(|k| k.display_name == b.display_name) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "The display name must be unique and not empty",
+        );
+    }
+    let mut orgs = b.orgs;
+    if !orgs.contains(&org) {
+        orgs.push(org);
+    }
+    let k = KeyAccount {
+        id: st.next_key_id,
+        api_key_id: st.ids.uuid().to_string(),
+        secret: st.ids.alnum(43),
+        display_name: b.display_name,
+        description: b.description,
+        permissions: b.permissions,
+        orgs,
+        locked: false,
+        enabled: true,
+        failed_logins: 0,
+        created: now,
+        modified: now,
+    };
+    st.next_key_id += 1;
+    let mut v = k.json();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("api_key_secret".into(), json!(k.secret));
+    }
+    st.keys.push(k);
+    json(StatusCode::OK, v)
+}
+
+async fn regenerate(
+    State(s): S,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    Path((org, id)): Path<(u64, u64)>,
+) -> Response {
+    match s.org_caller(&headers, peer, org, "api_keys") {
+        Ok(st) => {
+            if !st.keys.iter().any(|k| k.id == id && k.orgs.contains(&org)) {
+                return err(StatusCode::NOT_FOUND, "API key not found");
+            }
+        }
+        Err(r) => return r,
+    }
+    match s.regenerate(id) {
+        Some(v) => json(StatusCode::OK, v),
+        None => err(StatusCode::NOT_FOUND, "API key not found"),
+    }
+}
+
+async fn delete_key(
+    State(s): S,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    Path((org, id)): Path<(u64, u64)>,
+) -> Response {
+    let mut st = match s.org_caller(&headers, peer, org, "api_keys") {
+        Ok(st) => st,
+        Err(r) => return r,
+    };
+    let before = st.keys.len();
+    st.keys.retain(|k| !(k.id == id && k.orgs.contains(&org)));
+    if st.keys.len() == before {
+        return err(StatusCode::NOT_FOUND, "API key not found");
+    }
+    json(
+        StatusCode::OK,
+        json!({"success": true, "title": null, "message": null, "hints": []}),
+    )
+}
+
+async fn list_apps(
+    State(s): S,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    Path(org): Path<u64>,
+) -> Response {
+    match s.org_caller(&headers, peer, org, "apps") {
+        Ok(st) => json(
+            StatusCode::OK,
+            Value::Array(st.apps.iter().map(App::json).collect()),
+        ),
+        Err(r) => r,
+    }
+}
+
+async fn get_app(
+    State(s): S,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    Path((org, app)): Path<(u64, u64)>,
+) -> Response {
+    match s.org_caller(&headers, peer, org, "apps") {
+        Ok(st) => match st.apps.iter().find(|a| a.id == app) {
+            Some(a) => json(StatusCode::OK, a.json()),
+            None => err(StatusCode::NOT_FOUND, "App not found"),
+        },
+        Err(r) => r,
+    }
+}
+
+async fn set_installation(
+    State(s): S,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    Path((org, app, inst)): Path<(u64, u64, u64)>,
+    body: Bytes,
+) -> Response {
+    #[derive(Deserialize)]
+    struct B {
+        status: String,
+    }
+    let b = match parse_json::<B>(&body) {
+        Ok(b) => b,
+        Err(e) => return err(StatusCode::BAD_REQUEST, &e),
+    };
+    let mut st = match s.org_caller(&headers, peer, org, "apps") {
+        Ok(st) => st,
+        Err(r) => return r,
+    };
+    let Some(a) = st.apps.iter_mut().find(|a| a.id == app && a.inst_id == inst) else {
+        return err(StatusCode::NOT_FOUND, "App installation not found");
+    };
+    a.status = match b.status.as_str() {
+        "deploying" | "deployed" => "deployed".into(),
+        "undeploying" | "undeployed" => "undeployed".into(),
+        other => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                &format!("Unsupported installation status '{other}'"),
+            );
+        }
+    };
+    json(StatusCode::OK, a.json())
+}
+
+async fn list_app_secrets(
+    State(s): S,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    Path((org, app, inst)): Path<(u64, u64, u64)>,
+) -> Response {
+    match s.org_caller(&headers, peer, org, "apps") {
+        Ok(st) => match st.apps.iter().find(|a| a.id == app && a.inst_id == inst) {
+            Some(a) => json(
+                StatusCode::OK,
+                Value::Array(
+                    a.secrets
+                        .iter()
+                        .map(|(n, s)| json!({"name": n, "protected": s.protected}))
+                        .collect(),
+                ),
+            ),
+            None => err(StatusCode::NOT_FOUND, "App installation not found"),
+        },
+        Err(r) => r,
+    }
+}
+
+async fn put_app_secret(
+    State(s): S,
+    Extension(peer): Extension<PeerAddr>,
+    headers: HeaderMap,
+    Path((org, app, inst, name)): Path<(u64, u64, u64, String)>,
+    body: Bytes,
+) -> Response {
+    #[derive(Deserialize)]
+    struct B {
+        value: String,
+        #[serde(default = "yes")]
+        protected: bool,
+    }
+    fn yes() -> bool {
+        true
+    }
+    let b = match parse_json::<B>(&body) {
+        Ok(b) => b,
+        Err(e) => return err(StatusCode::BAD_REQUEST, &e),
+    };
+    if b.value.is_empty() {
+        return err(StatusCode::BAD_REQUEST, "Secret Value is required");
+    }
+    let mut st = match s.org_caller(&headers, peer, org, "apps") {
+        Ok(st) => st,
+        Err(r) => return r,
+    };
+    let Some(a) = st.apps.iter_mut().find(|a| a.id == app && a.inst_id == inst) else {
+        return err(StatusCode::NOT_FOUND, "App installation not found");
+    };
+    a.secrets.insert(
+        name.clone(),
+        AppSecret {
+            value: b.value,
+            protected: b.protected,
+        },
+    );
+    json(StatusCode::OK, json!({"name": name, "protected": b.protected}))
+}
+
+async fn ui_regenerate(State(s): S, Path(id): Path<u64>) -> Response {
+    match s.regenerate(id) {
+        Some(v) => json(StatusCode::OK, v),
+        None => err(StatusCode::NOT_FOUND, "API key not found"),
+    }
+}
+
+fn operator_view(s: &Soar) -> Value {
+    let st = lock(&s.state);
+    let k = st.keys.iter().find(|k| k.display_name == OPERATOR_KEY);
+    json!({"org_id": ORG_ID,
+                "apiKey": k.map(|k| json!({"id": k.id, "api_key_id": k.api_key_id, "api_key_secret": k.secret}))})
+}
+
+pub(crate) async fn start(
+    ctx: Ctx,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> std::io::Result<SimHandle> {
+    let state = SoarState::fixtures(ctx.seed(), ctx.clock.now(), ctx.config.soar_lockout_threshold);
+    let s = Arc::new(Soar {
+        ctx: ctx.clone(),
+        state: Mutex::new(state),
+    });
+    let api = Router::new()
+        .route("/rest/session", get(session))
+        .route("/rest/orgs/{org}/api_keys", get(list_keys).post(create_key))
+        .route("/rest/orgs/{org}/api_keys/{id}", get(get_key).delete(delete_key))
+        .route(
+            "/rest/orgs/{org}/api_keys/{id}/regenerate_secret",
+            post(regenerate),
+        )
+        .route("/rest/orgs/{org}/apps", get(list_apps))
+        .route("/rest/orgs/{org}/apps/{app}", get(get_app))
+        .route(
+            "/rest/orgs/{org}/apps/{app}/installations/{inst}",
+            put(set_installation),
+        )
+        .route(
+            "/rest/orgs/{org}/apps/{app}/installations/{inst}/secrets",
+            get(list_app_secrets),
+        )
+        .route(
+            "/rest/orgs/{org}/apps/{app}/installations/{inst}/secrets/{name}",
+            put(put_app_secret),
+        )
+        .fallback(|| async { err(StatusCode::NOT_FOUND, "Not found") })
+        .with_state(s.clone());
+    let admin = Router::new()
+        .route("/admin/ui/api_keys/{id}/regenerate", post(ui_regenerate))
+        .with_state(s.clone());
+    launch(
+        System::Soar,
+        &ctx,
+        s,
+        Arc::new(SoarStyle),
+        api,
+        admin,
+        shutdown,
+        tasks,
+    )
+    .await
+}

@@ -1,0 +1,334 @@
+//! QRadar SOAR: regenerating an API key secret without locking apps (seed 002).
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{TestResult, admin_get, admin_post, get, http, s, start, start_with, u};
+use rota_sims::{SimsConfig, System};
+
+struct Soar {
+    origin: String,
+    id: String,
+    secret: String,
+}
+
+impl Soar {
+    async fn of(sims: &rota_sims::Sims) -> anyhow::Result<Soar> {
+        let h = get(sims, System::Soar);
+        let op = admin_get(h, "/admin/operator").await?;
+        Ok(Soar {
+            origin: h.origin().to_owned(),
+            id: s(&op, "/apiKey/api_key_id")?,
+            secret: s(&op, "/apiKey/api_key_secret")?,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let mut req = http()
+            .request(method, format!("{}{path}", self.origin))
+            .basic_auth(&self.id, Some(&self.secret));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await?;
+        let st = r.status();
+        Ok((st, r.json().await.unwrap_or(Value::Null)))
+    }
+}
+
+async fn session(origin: &str, id: &str, secret: &str) -> anyhow::Result<(StatusCode, Value)> {
+    let r = http()
+        .get(format!("{origin}/rest/session"))
+        .basic_auth(id, Some(secret))
+        .send()
+        .await?;
+    let st = r.status();
+    Ok((st, r.json().await?))
+}
+
+fn key<'a>(keys: &'a Value, name: &str) -> anyhow::Result<&'a Value> {
+    keys.as_array()
+        .and_then(|a| a.iter().find(|k| k["display_name"] == name))
+        .ok_or_else(|| anyhow::anyhow!("no key {name}"))
+}
+
+#[tokio::test]
+async fn soar_seed_procedure_happy_path() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Soar);
+    let api = Soar::of(&sims).await?;
+    // Resolve the org from the session, as the SDK does.
+    let (st, sess) = api.call(reqwest::Method::GET, "/rest/session", None).await?;
+    assert_eq!(st, StatusCode::OK);
+    let org = u(&sess, "/orgs/0/id")?;
+    let (_, keys) = api
+        .call(reqwest::Method::GET, &format!("/rest/orgs/{org}/api_keys"), None)
+        .await?;
+    let target = key(&keys, "fn_soar_utils")?;
+    let (key_id, api_key_id) = (u(target, "/id")?, s(target, "/api_key_id")?);
+
+    // 1. Find the apps that use the key (by api_key_id in app.config).
+    let (_, apps) = api
+        .call(reqwest::Method::GET, &format!("/rest/orgs/{org}/apps"), None)
+        .await?;
+    let users: Vec<(u64, u64)> = apps
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| {
+            a["current_installation"]["executables"][0]["config_string"]
+                .as_str()
+                .is_some_and(|c| c.contains(&format!("api_key_id={api_key_id}")))
+        })
+        .filter_map(|a| Some((a["id"].as_u64()?, a["current_installation"]["id"].as_u64()?)))
+        .collect();
+    assert_eq!(users.len(), 2, "two apps share the key");
+    // 2. Undeploy them.
+    for (app, inst) in &users {
+        let (st, r) = api
+            .call(
+                reqwest::Method::PUT,
+                &format!("/rest/orgs/{org}/apps/{app}/installations/{inst}"),
+                Some(json!({"status": "undeploying"})),
+            )
+            .await?;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(r["current_installation"]["status"], "undeployed");
+    }
+    // 3. Regenerate: same ID, new secret.
+    let (st, regen) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/rest/orgs/{org}/api_keys/{key_id}/regenerate_secret"),
+            None,
+        )
+        .await?;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(s(&regen, "/api_key_id")?, api_key_id);
+    let new_secret = s(&regen, "/api_key_secret")?;
+    // 4. Update each app's secret, 5. redeploy.
+    for (app, inst) in &users {
+        let (_, names) = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/rest/orgs/{org}/apps/{app}/installations/{inst}/secrets"),
+                None,
+            )
+            .await?;
+        assert_eq!(names, json!([{"name": "fn_soar_utils", "protected": true}]));
+        let (st, _) = api
+            .call(
+                reqwest::Method::PUT,
+                &format!("/rest/orgs/{org}/apps/{app}/installations/{inst}/secrets/fn_soar_utils"),
+                Some(json!({"value": new_secret, "protected": true})),
+            )
+            .await?;
+        assert_eq!(st, StatusCode::OK);
+        api.call(
+            reqwest::Method::PUT,
+            &format!("/rest/orgs/{org}/apps/{app}/installations/{inst}"),
+            Some(json!({"status": "deploying"})),
+        )
+        .await?;
+    }
+    // The apps log in fine and the account is not locked.
+    let tick = admin_post(h, "/admin/tick", json!({})).await?;
+    assert!(
+        tick["logins"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|l| l["ok"] == true)),
+        "{tick}"
+    );
+    let (_, k) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/rest/orgs/{org}/api_keys/{key_id}"),
+            None,
+        )
+        .await?;
+    assert_eq!(k["locked"], false);
+    assert_eq!(
+        session(&api.origin, &api_key_id, &new_secret).await?.0,
+        StatusCode::OK
+    );
+    sims.shutdown().await;
+    Ok(())
+}
+
+/// Guards seed rule: regenerating keeps the key ID and ends the old secret.
+#[tokio::test]
+async fn soar_regeneration_keeps_the_id() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Soar);
+    let api = Soar::of(&sims).await?;
+    let (_, keys) = api
+        .call(reqwest::Method::GET, "/rest/orgs/201/api_keys", None)
+        .await?;
+    let k = key(&keys, "fn_qradar_integration")?;
+    let id = u(k, "/id")?;
+    // The operator's Regenerate in the UI, as copied to the clipboard.
+    let regen = admin_post(h, &format!("/admin/ui/api_keys/{id}/regenerate"), json!({})).await?;
+    assert_eq!(regen["api_key_id"], k["api_key_id"]);
+    assert_eq!(regen["id"], id);
+    let secret = s(&regen, "/api_key_secret")?;
+    assert_eq!(
+        session(&api.origin, &s(k, "/api_key_id")?, &secret).await?.0,
+        StatusCode::OK
+    );
+    let (_, again) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/rest/orgs/201/api_keys/{id}"),
+            None,
+        )
+        .await?;
+    assert!(
+        again.get("api_key_secret").is_none(),
+        "the secret is shown only once"
+    );
+    sims.shutdown().await;
+    Ok(())
+}
+
+/// Guards seed rule: an app still using the old secret locks the account after N failures.
+#[tokio::test]
+async fn soar_app_using_the_old_secret_locks_the_account_after_n_failures() -> TestResult {
+    let config = SimsConfig {
+        soar_lockout_threshold: 3,
+        ..SimsConfig::default()
+    };
+    let sims = start_with(config).await?;
+    let h = get(&sims, System::Soar);
+    let api = Soar::of(&sims).await?;
+    // Leave only app 7 deployed on key 12, then regenerate without updating it.
+    api.call(
+        reqwest::Method::PUT,
+        "/rest/orgs/201/apps/8/installations/11",
+        Some(json!({"status": "undeploying"})),
+    )
+    .await?;
+    let (_, regen) = api
+        .call(
+            reqwest::Method::POST,
+            "/rest/orgs/201/api_keys/12/regenerate_secret",
+            None,
+        )
+        .await?;
+    let (id, secret) = (s(&regen, "/api_key_id")?, s(&regen, "/api_key_secret")?);
+    let key12 = |sims: &rota_sims::Sims| -> anyhow::Result<Value> {
+        let st = get(sims, System::Soar).state();
+        Ok(key(&st["state"]["apiKeys"], "fn_soar_utils")?.clone())
+    };
+    for n in 1..=2u64 {
+        let t = h.tick().await;
+        let app7 = t["logins"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["app"] == "fn_soar_utils"))
+            .cloned();
+        assert_eq!(app7.map(|a| a["ok"].clone()), Some(json!(false)));
+        assert_eq!(u(&key12(&sims)?, "/failed_login_count")?, n);
+        assert_eq!(key12(&sims)?["locked"], false, "not locked before N");
+    }
+    h.tick().await;
+    assert_eq!(key12(&sims)?["locked"], true, "locked at N = 3");
+    // Locked: even the new secret is refused, in SOAR's envelope.
+    let (st, body) = session(&api.origin, &id, &secret).await?;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["success"], false);
+    assert_eq!(body["error_code"], "generic");
+    // Regenerating is the documented fix.
+    let (_, regen) = api
+        .call(
+            reqwest::Method::POST,
+            "/rest/orgs/201/api_keys/12/regenerate_secret",
+            None,
+        )
+        .await?;
+    assert_eq!(regen["locked"], false);
+    assert_eq!(
+        session(&api.origin, &id, &s(&regen, "/api_key_secret")?).await?.0,
+        StatusCode::OK
+    );
+    sims.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn soar_fixtures_include_a_locked_account() -> TestResult {
+    let sims = start().await?;
+    let api = Soar::of(&sims).await?;
+    let (_, keys) = api
+        .call(reqwest::Method::GET, "/rest/orgs/201/api_keys", None)
+        .await?;
+    assert_eq!(key(&keys, "fn_splunk_integration")?["locked"], true);
+    assert_eq!(key(&keys, "fn_soar_utils")?["locked"], false);
+    sims.shutdown().await;
+    Ok(())
+}
+
+/// Guards: more failures than the threshold from one IP ban it for the (scaled) hour.
+#[tokio::test]
+async fn soar_ip_is_banned_after_too_many_failed_logins() -> TestResult {
+    let config = SimsConfig {
+        soar_ip_ban_threshold: 3,
+        soar_lockout_threshold: 100,
+        ..SimsConfig::default()
+    };
+    let sims = start_with(config).await?;
+    let h = get(&sims, System::Soar);
+    let api = Soar::of(&sims).await?;
+    for _ in 0..4 {
+        assert_eq!(
+            session(&api.origin, &api.id, "wrong").await?.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (st, body) = session(&api.origin, &api.id, &api.secret).await?;
+    assert_eq!(
+        st,
+        StatusCode::UNAUTHORIZED,
+        "banned IP: even good credentials fail"
+    );
+    assert!(s(&body, "/message")?.contains("banned"));
+    // Scaled: one hour is one second by default; move the clock past it.
+    h.set_clock_offset_secs(5);
+    assert_eq!(
+        session(&api.origin, &api.id, &api.secret).await?.0,
+        StatusCode::OK
+    );
+    sims.shutdown().await;
+    Ok(())
+}
+
+/// Guards: app secret values are never returned.
+#[tokio::test]
+async fn soar_app_secret_values_are_never_returned() -> TestResult {
+    let sims = start().await?;
+    let api = Soar::of(&sims).await?;
+    api.call(
+        reqwest::Method::PUT,
+        "/rest/orgs/201/apps/7/installations/9/secrets/extra",
+        Some(json!({"value": "s3cr3t-value-xyz"})),
+    )
+    .await?;
+    let (_, list) = api
+        .call(
+            reqwest::Method::GET,
+            "/rest/orgs/201/apps/7/installations/9/secrets",
+            None,
+        )
+        .await?;
+    let (_, app) = api
+        .call(reqwest::Method::GET, "/rest/orgs/201/apps/7", None)
+        .await?;
+    for v in [list, app, get(&sims, System::Soar).state()] {
+        assert!(!v.to_string().contains("s3cr3t-value-xyz"));
+    }
+    sims.shutdown().await;
+    Ok(())
+}
