@@ -111,7 +111,10 @@ impl fmt::Display for AuditProblem {
                     f,
                     "the log ends at entry {last_seq} but the recorded head is entry {h} (tail removed or head forged)"
                 ),
-                None => write!(f, "the log ends at entry {last_seq} but no valid head record exists"),
+                None => write!(
+                    f,
+                    "the log ends at entry {last_seq} but no valid head record exists"
+                ),
             },
         }
     }
@@ -159,9 +162,10 @@ fn entry_mac(
     prev_mac: &str,
 ) -> String {
     // A JSON array is an unambiguous encoding of the fields.
-    let canonical =
-        serde_json::json!([seq, at, os_user, host, operator, action, secret, key_id, run_id, detail, prev_mac])
-            .to_string();
+    let canonical = serde_json::json!([
+        seq, at, os_user, host, operator, action, secret, key_id, run_id, detail, prev_mac
+    ])
+    .to_string();
     mac_hex(key, &[b"rota-audit-v1\n", canonical.as_bytes()])
 }
 
@@ -217,7 +221,11 @@ pub(crate) fn append(state: &State, conn: &Connection, event: &AuditEvent) -> Re
             mac
         ],
     )?;
-    db::meta_set(conn, META_HEAD, &format!("{seq} {mac} {}", head_mac(&key, seq, &mac)))?;
+    db::meta_set(
+        conn,
+        META_HEAD,
+        &format!("{seq} {mac} {}", head_mac(&key, seq, &mac)),
+    )?;
     Ok(seq)
 }
 
@@ -250,7 +258,8 @@ pub(crate) fn entries(state: &State) -> Result<Vec<AuditEntry>, StateError> {
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, at, os_user, host, operator, action, secret, key_id, run_id, detail, prev_mac, mac) = row?;
+            let (seq, at, os_user, host, operator, action, secret, key_id, run_id, detail, prev_mac, mac) =
+                row?;
             out.push(AuditEntry {
                 seq: seq as u64,
                 at,
@@ -304,7 +313,10 @@ pub(crate) fn verify(state: &State) -> Result<AuditReport, StateError> {
                 &prev_mac,
             );
             if seq != last_seq + 1 {
-                report.problems.push(AuditProblem::Gap { after: last_seq, next: seq });
+                report.problems.push(AuditProblem::Gap {
+                    after: last_seq,
+                    next: seq,
+                });
             }
             if computed != mac {
                 report.problems.push(AuditProblem::Edited { seq });
@@ -317,7 +329,11 @@ pub(crate) fn verify(state: &State) -> Result<AuditReport, StateError> {
             report.entries += 1;
         }
         let head = db::meta_get(c, META_HEAD)?;
-        let head_ok = match head.as_deref().map(|h| h.split(' ').collect::<Vec<_>>()).as_deref() {
+        let head_ok = match head
+            .as_deref()
+            .map(|h| h.split(' ').collect::<Vec<_>>())
+            .as_deref()
+        {
             Some([seq, mac, hm]) => {
                 let seq_n = seq.parse::<u64>().ok();
                 let valid = seq_n.is_some_and(|n| head_mac(&key, n, mac) == *hm);
@@ -331,7 +347,9 @@ pub(crate) fn verify(state: &State) -> Result<AuditReport, StateError> {
             _ => Some(None),
         };
         if let Some(head_seq) = head_ok {
-            report.problems.push(AuditProblem::HeadMismatch { last_seq, head_seq });
+            report
+                .problems
+                .push(AuditProblem::HeadMismatch { last_seq, head_seq });
         }
         Ok(report)
     })
@@ -358,7 +376,8 @@ impl State {
         let all = entries(self)?;
         for e in &all {
             let line = serde_json::to_string(e)?;
-            writeln!(out, "{line}").map_err(|e| StateError::io("cannot write audit export to", "output", e))?;
+            writeln!(out, "{line}")
+                .map_err(|e| StateError::io("cannot write audit export to", "output", e))?;
         }
         Ok(all.len())
     }

@@ -141,17 +141,22 @@ impl Db {
         fsutil::touch_private(path)?;
         let db = Self {
             path: path.to_path_buf(),
-            conn: Mutex::new(Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(|e| Self::classify(path, e.into()))?),
+            conn: Mutex::new(
+                Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| Self::classify(path, e.into()))?,
+            ),
         };
         db.with(|conn| {
             conn.busy_timeout(BUSY_TIMEOUT)?;
             let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
-                return Err(StateError::Invalid(format!("cannot switch {} to WAL mode", path.display())));
+                return Err(StateError::Invalid(format!(
+                    "cannot switch {} to WAL mode",
+                    path.display()
+                )));
             }
             conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
             Ok(())
@@ -180,7 +185,10 @@ impl Db {
     }
 
     /// Runs `f` on the connection (reads, or statements that need no transaction).
-    pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StateError>) -> Result<T, StateError> {
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
         // A poisoned mutex means a panic mid-call; SQLite rolled back any open
         // transaction when the Transaction guard dropped, so the connection is sound.
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
@@ -213,7 +221,11 @@ impl Db {
                     known: SCHEMA_VERSION,
                 });
             }
-            for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+            for (i, sql) in MIGRATIONS
+                .iter()
+                .enumerate()
+                .skip(usize::try_from(found).unwrap_or(0))
+            {
                 tx.execute_batch(sql)?;
                 tx.pragma_update(None, "user_version", i as i64 + 1)?;
             }

@@ -46,7 +46,11 @@ pub(crate) fn create_private_file(path: &Path, contents: &[u8]) -> Result<bool, 
         uuid::Uuid::new_v4().simple()
     ));
     let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(contents)?;
         f.sync_all()
     };

@@ -67,6 +67,12 @@ pub fn create_identity_file(
         Some(pass) => {
             let mut recipient = age::scrypt::Recipient::new(pass.clone());
             if let Some(factor) = scrypt_work_factor {
+                if !(1..64).contains(&factor) {
+                    return Err(identity_err(
+                        path,
+                        format!("scrypt work factor {factor} is not in 1..=63"),
+                    ));
+                }
                 recipient.set_work_factor(factor);
             }
             let armored = age::encrypt_and_armor(&recipient, text.as_bytes())
@@ -75,7 +81,10 @@ pub fn create_identity_file(
         }
     };
     if !fsutil::create_private_file(path, &contents)? {
-        return Err(identity_err(path, "already exists; rota will not overwrite an identity"));
+        return Err(identity_err(
+            path,
+            "already exists; rota will not overwrite an identity",
+        ));
     }
     Ok(identity.to_public())
 }
@@ -94,7 +103,9 @@ pub(crate) fn load(config: &IdentityConfig, may_create: bool) -> Result<Arc<x255
                     return Ok(Arc::new(identity));
                 }
                 // Another process created it first: use theirs.
-                Zeroizing::new(std::fs::read(path).map_err(|e| StateError::io("cannot read identity", path, e))?)
+                Zeroizing::new(
+                    std::fs::read(path).map_err(|e| StateError::io("cannot read identity", path, e))?,
+                )
             } else {
                 return Err(identity_err(
                     path,
@@ -147,12 +158,16 @@ fn passphrase(config: &IdentityConfig) -> Result<SecretString, StateError> {
     let path = &config.path;
     if let Some(file) = &config.passphrase_file {
         let raw = Zeroizing::new(
-            std::fs::read_to_string(file).map_err(|e| StateError::io("cannot read passphrase file", file, e))?,
+            std::fs::read_to_string(file)
+                .map_err(|e| StateError::io("cannot read passphrase file", file, e))?,
         );
         let trimmed = raw.strip_suffix('\n').unwrap_or(&raw);
         let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
         if trimmed.is_empty() {
-            return Err(identity_err(path, format!("passphrase file {} is empty", file.display())));
+            return Err(identity_err(
+                path,
+                format!("passphrase file {} is empty", file.display()),
+            ));
         }
         return Ok(SecretString::from(trimmed.to_owned()));
     }
@@ -184,13 +199,19 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<x25519::Identity, StateError> {
             Ok(_) => {
                 return Err(identity_err(
                     path,
-                    format!("holds more than one identity (line {}); rota needs exactly one", n + 1),
+                    format!(
+                        "holds more than one identity (line {}); rota needs exactly one",
+                        n + 1
+                    ),
                 ));
             }
             Err(_) => {
                 return Err(identity_err(
                     path,
-                    format!("is damaged: line {} is not an age X25519 identity (AGE-SECRET-KEY-1...)", n + 1),
+                    format!(
+                        "is damaged: line {} is not an age X25519 identity (AGE-SECRET-KEY-1...)",
+                        n + 1
+                    ),
                 ));
             }
         }
@@ -229,7 +250,10 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("id.txt");
         std::fs::write(&path, "# comment\nAGE-SECRET-KEY-1NOTAKEY\n")?;
-        let err = load(&config(path.clone()), false).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = load(&config(path.clone()), false)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("line 2 is not an age X25519 identity"), "{err}");
         assert!(!err.contains("NOTAKEY"), "{err}");
         Ok(())

@@ -44,7 +44,11 @@ impl CredentialStatus {
             "pending" => CredentialStatus::Pending,
             "revoked" => CredentialStatus::Revoked,
             "expired" => CredentialStatus::Expired,
-            other => return Err(StateError::Invalid(format!("unknown credential status {other:?}"))),
+            other => {
+                return Err(StateError::Invalid(format!(
+                    "unknown credential status {other:?}"
+                )));
+            }
         })
     }
 }
@@ -184,7 +188,8 @@ impl State {
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (vendor, account, key_id, created, expires, consumers, status, secret, first, last) = row?;
+                let (vendor, account, key_id, created, expires, consumers, status, secret, first, last) =
+                    row?;
                 out.push(Credential {
                     vendor,
                     account,
@@ -209,7 +214,11 @@ impl State {
     }
 
     /// [`State::inventory_due`] against an explicit "now".
-    pub fn inventory_due_at(&self, now: OffsetDateTime, within: Duration) -> Result<Vec<Credential>, StateError> {
+    pub fn inventory_due_at(
+        &self,
+        now: OffsetDateTime,
+        within: Duration,
+    ) -> Result<Vec<Credential>, StateError> {
         let limit = now + within;
         let mut due: Vec<Credential> = self
             .inventory_list()?

@@ -354,15 +354,28 @@ impl RunRecord {
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum ResumeBlocker {
     Finished(RunStatus),
-    StillRunning { pid: u32, host: String },
-    PlaybookChanged { recorded: String, now: String },
-    PluginChanged { plugin: String, recorded: String, now: Option<String> },
+    StillRunning {
+        pid: u32,
+        host: String,
+    },
+    PlaybookChanged {
+        recorded: String,
+        now: String,
+    },
+    PluginChanged {
+        plugin: String,
+        recorded: String,
+        now: Option<String>,
+    },
 }
 
 impl ResumeBlocker {
     /// Digest changes may be overridden with `--force`; the others never.
     pub fn forceable(&self) -> bool {
-        matches!(self, ResumeBlocker::PlaybookChanged { .. } | ResumeBlocker::PluginChanged { .. })
+        matches!(
+            self,
+            ResumeBlocker::PlaybookChanged { .. } | ResumeBlocker::PluginChanged { .. }
+        )
     }
 }
 
@@ -374,10 +387,20 @@ impl fmt::Display for ResumeBlocker {
                 write!(f, "the run is still running (pid {pid} on {host})")
             }
             ResumeBlocker::PlaybookChanged { recorded, now } => {
-                write!(f, "the playbook changed since the run started ({recorded} -> {now})")
+                write!(
+                    f,
+                    "the playbook changed since the run started ({recorded} -> {now})"
+                )
             }
-            ResumeBlocker::PluginChanged { plugin, recorded, now } => match now {
-                Some(now) => write!(f, "plugin {plugin} changed since the run started ({recorded} -> {now})"),
+            ResumeBlocker::PluginChanged {
+                plugin,
+                recorded,
+                now,
+            } => match now {
+                Some(now) => write!(
+                    f,
+                    "plugin {plugin} changed since the run started ({recorded} -> {now})"
+                ),
                 None => write!(f, "plugin {plugin} (digest {recorded}) is no longer available"),
             },
         }
@@ -482,7 +505,14 @@ pub(crate) fn record_capture(
     c.execute(
         "INSERT INTO journal (run_id, at, kind, step_id, iteration, attempt, payload)
          VALUES (?1, ?2, 'capture', ?3, ?4, ?5, ?6)",
-        params![run_id, fmt_time(now()), step_id, iteration, attempt, payload.to_string()],
+        params![
+            run_id,
+            fmt_time(now()),
+            step_id,
+            iteration,
+            attempt,
+            payload.to_string()
+        ],
     )?;
     Ok(())
 }
@@ -492,7 +522,10 @@ impl State {
     /// process until it finishes or another process resumes it.
     pub fn begin_run(&self, start: &RunStart) -> Result<(), StateError> {
         self.db.write(|tx| {
-            let exists: i64 = tx.query_row("SELECT COUNT(*) FROM runs WHERE id = ?1", [&start.run_id], |r| r.get(0))?;
+            let exists: i64 =
+                tx.query_row("SELECT COUNT(*) FROM runs WHERE id = ?1", [&start.run_id], |r| {
+                    r.get(0)
+                })?;
             if exists > 0 {
                 return Err(StateError::DuplicateRun(start.run_id.clone()));
             }
@@ -519,11 +552,13 @@ impl State {
             audit::append(
                 self,
                 tx,
-                &AuditEvent::new("run.start").run_id(Some(&start.run_id)).detail(json!({
-                    "playbook": start.playbook_name,
-                    "playbook_digest": start.playbook_digest,
-                    "operator": operator,
-                })),
+                &AuditEvent::new("run.start")
+                    .run_id(Some(&start.run_id))
+                    .detail(json!({
+                        "playbook": start.playbook_name,
+                        "playbook_digest": start.playbook_digest,
+                        "operator": operator,
+                    })),
             )?;
             Ok(())
         })
@@ -536,7 +571,14 @@ impl State {
             if attempt == 0 {
                 return Err(journal_err(run_id, format!("step {key}: attempts count from 1")));
             }
-            insert_event(tx, run_id, Some(key), Some(attempt), "step_started", &json!({"attempt": attempt}))?;
+            insert_event(
+                tx,
+                run_id,
+                Some(key),
+                Some(attempt),
+                "step_started",
+                &json!({"attempt": attempt}),
+            )?;
             Ok(())
         })
     }
@@ -547,9 +589,21 @@ impl State {
             ensure_open_run(tx, run_id)?;
             let attempt = match latest_attempt(tx, run_id, key)? {
                 Some((a, false)) => a,
-                _ => return Err(journal_err(run_id, format!("intent for step {key}, which is not in flight"))),
+                _ => {
+                    return Err(journal_err(
+                        run_id,
+                        format!("intent for step {key}, which is not in flight"),
+                    ));
+                }
             };
-            insert_event(tx, run_id, Some(key), Some(attempt), "intent", &serde_json::to_value(intent)?)?;
+            insert_event(
+                tx,
+                run_id,
+                Some(key),
+                Some(attempt),
+                "intent",
+                &serde_json::to_value(intent)?,
+            )?;
             Ok(())
         })
     }
@@ -560,9 +614,21 @@ impl State {
             ensure_open_run(tx, run_id)?;
             let attempt = match latest_attempt(tx, run_id, key)? {
                 Some((a, false)) => a,
-                _ => return Err(journal_err(run_id, format!("step {key} finished but is not in flight"))),
+                _ => {
+                    return Err(journal_err(
+                        run_id,
+                        format!("step {key} finished but is not in flight"),
+                    ));
+                }
             };
-            insert_event(tx, run_id, Some(key), Some(attempt), "step_finished", &serde_json::to_value(end)?)?;
+            insert_event(
+                tx,
+                run_id,
+                Some(key),
+                Some(attempt),
+                "step_finished",
+                &serde_json::to_value(end)?,
+            )?;
             Ok(())
         })
     }
@@ -576,7 +642,14 @@ impl State {
                 "UPDATE runs SET outcome = ?2, finished_at = ?3 WHERE id = ?1",
                 params![run_id, outcome.as_str(), fmt_time(now())],
             )?;
-            insert_event(tx, run_id, None, None, "run_finished", &json!({"outcome": outcome}))?;
+            insert_event(
+                tx,
+                run_id,
+                None,
+                None,
+                "run_finished",
+                &json!({"outcome": outcome}),
+            )?;
             audit::append(
                 self,
                 tx,
@@ -732,7 +805,10 @@ fn fold(
     let mut steps: Vec<StepRecord> = Vec::new();
     let mut unattached = Vec::new();
     for ev in &events {
-        let idx = ev.step.as_ref().and_then(|k| steps.iter().position(|s| &s.key == k));
+        let idx = ev
+            .step
+            .as_ref()
+            .and_then(|k| steps.iter().position(|s| &s.key == k));
         match (&ev.data, &ev.step) {
             (EventData::StepStarted { attempt }, Some(key)) => {
                 let fresh = StepRecord {
@@ -778,7 +854,8 @@ fn fold(
     }
 }
 
-const SUMMARY_SELECT: &str = "SELECT id, playbook_name, playbook_path, playbook_digest, operator, os_user, host,
+const SUMMARY_SELECT: &str =
+    "SELECT id, playbook_name, playbook_path, playbook_digest, operator, os_user, host,
     pid, process_start, started_at, finished_at, outcome, resumes, inputs, plugin_digests FROM runs";
 
 struct RawRun {

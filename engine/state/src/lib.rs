@@ -43,4 +43,4 @@ pub use journal::{
 pub use lock::{LOCK_POLL, LockHolder, LockWait};
 pub use process::{Actor, Liveness, ProcessId};
 pub use state::{CheckReport, State};
-pub use store::{EXPORT_FORMAT, ExportSelection, SqliteStore};
+pub use store::{EXPORT_FORMAT, ExportSelection, SqliteStore, VersionCheck};

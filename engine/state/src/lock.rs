@@ -110,11 +110,13 @@ impl State {
                     audit::append(
                         self,
                         tx,
-                        &AuditEvent::new("lock.release_dead").run_id(Some(&holder.run_id)).detail(json!({
-                            "lock": name,
-                            "pid": holder.pid,
-                            "host": holder.host,
-                        })),
+                        &AuditEvent::new("lock.release_dead")
+                            .run_id(Some(&holder.run_id))
+                            .detail(json!({
+                                "lock": name,
+                                "pid": holder.pid,
+                                "host": holder.host,
+                            })),
                     )?;
                     continue;
                 }

@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn stat_with_parens_in_name_parses() {
-        let line = "42 (a) b) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 999 19 20";
+        let line = "42 (a) b) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 999 20";
         assert_eq!(parse_stat(line), Some(("S".to_owned(), "999".to_owned())));
     }
 

@@ -38,6 +38,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Timestamps to the second, for reading.
+fn when(t: OffsetDateTime) -> String {
+    fmt_time(t.replace_nanosecond(0).unwrap_or(t))
+}
+
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".to_owned())
 }
@@ -74,7 +79,7 @@ pub fn versions(versions: &[VersionInfo]) -> String {
                 } else {
                     v.stages.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
                 },
-                fmt_time(v.created_at),
+                when(v.created_at),
                 opt(v.provenance.key_id.as_deref()),
                 opt(v.provenance.run_id.as_deref()),
                 opt(v.provenance.step_id.as_deref()),
@@ -82,7 +87,10 @@ pub fn versions(versions: &[VersionInfo]) -> String {
             ]
         })
         .collect();
-    table(&["VERSION", "STAGES", "CREATED", "KEY ID", "RUN", "STEP", "SOURCE"], &rows)
+    table(
+        &["VERSION", "STAGES", "CREATED", "KEY ID", "RUN", "STEP", "SOURCE"],
+        &rows,
+    )
 }
 
 /// `rota runs list`.
@@ -97,8 +105,8 @@ pub fn runs_list(runs: &[RunSummary]) -> String {
                 r.id.clone(),
                 r.playbook_name.clone(),
                 r.status.as_str().to_owned(),
-                fmt_time(r.started_at),
-                opt(r.finished_at.map(fmt_time)),
+                when(r.started_at),
+                opt(r.finished_at.map(when)),
                 r.operator.clone().unwrap_or_else(|| r.os_user.clone()),
             ]
         })
@@ -107,7 +115,7 @@ pub fn runs_list(runs: &[RunSummary]) -> String {
 }
 
 fn clock(t: OffsetDateTime) -> String {
-    let s = fmt_time(t);
+    let s = when(t);
     s.get(11..19).map(str::to_owned).unwrap_or(s)
 }
 
@@ -115,7 +123,10 @@ fn clock(t: OffsetDateTime) -> String {
 pub fn run_timeline(run: &RunRecord) -> String {
     let s = &run.summary;
     let mut out = format!("run {}  {}  {}\n", s.id, s.playbook_name, s.status.as_str());
-    out.push_str(&format!("  playbook  {} ({})\n", s.playbook_path, s.playbook_digest));
+    out.push_str(&format!(
+        "  playbook  {} ({})\n",
+        s.playbook_path, s.playbook_digest
+    ));
     for (plugin, digest) in &run.plugin_digests {
         out.push_str(&format!("  plugin    {plugin} ({digest})\n"));
     }
@@ -123,9 +134,9 @@ pub fn run_timeline(run: &RunRecord) -> String {
         Some(op) => format!("{op} ({}@{})", s.os_user, s.host),
         None => format!("{}@{}", s.os_user, s.host),
     };
-    out.push_str(&format!("  started   {} by {by}\n", fmt_time(s.started_at)));
+    out.push_str(&format!("  started   {} by {by}\n", when(s.started_at)));
     if let Some(f) = s.finished_at {
-        out.push_str(&format!("  finished  {}\n", fmt_time(f)));
+        out.push_str(&format!("  finished  {}\n", when(f)));
     }
     if s.resumes > 0 {
         out.push_str(&format!("  resumed   {} time(s)\n", s.resumes));
@@ -143,14 +154,24 @@ pub fn run_timeline(run: &RunRecord) -> String {
                 "{}:   captured {}{}",
                 if step.is_empty() { "run" } else { &step },
                 c.handle,
-                c.key_id.as_ref().map(|k| format!(" (key id {k})")).unwrap_or_default()
+                c.key_id
+                    .as_ref()
+                    .map(|k| format!(" (key id {k})"))
+                    .unwrap_or_default()
             ),
             EventData::StepFinished(end) => match &end.error {
                 Some(e) => format!("{step}: {} ({}: {})", end.outcome.as_str(), e.kind, e.message),
                 None => format!("{step}: {}", end.outcome.as_str()),
             },
             EventData::Resumed { forced } => {
-                format!("run resumed{}", if *forced { " (forced past changed digests)" } else { "" })
+                format!(
+                    "run resumed{}",
+                    if *forced {
+                        " (forced past changed digests)"
+                    } else {
+                        ""
+                    }
+                )
             }
             EventData::RunFinished { outcome } => format!("run {}", outcome.as_str()),
         };
@@ -203,7 +224,7 @@ pub fn inventory(creds: &[Credential], now: OffsetDateTime) -> String {
                 c.account.clone(),
                 c.key_id.clone(),
                 c.status.as_str().to_owned(),
-                opt(c.expires.map(fmt_time)),
+                opt(c.expires.map(when)),
                 opt(c.days_left(now)),
                 if c.consumers.is_empty() {
                     "-".to_owned()
@@ -213,7 +234,18 @@ pub fn inventory(creds: &[Credential], now: OffsetDateTime) -> String {
             ]
         })
         .collect();
-    table(&["VENDOR", "ACCOUNT", "KEY ID", "STATUS", "EXPIRES", "DAYS", "CONSUMERS"], &rows)
+    table(
+        &[
+            "VENDOR",
+            "ACCOUNT",
+            "KEY ID",
+            "STATUS",
+            "EXPIRES",
+            "DAYS",
+            "CONSUMERS",
+        ],
+        &rows,
+    )
 }
 
 /// Held locks (for a `rota runs` diagnostic).

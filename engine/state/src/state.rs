@@ -33,7 +33,9 @@ pub struct State {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("dir", &self.config.dir).finish_non_exhaustive()
+        f.debug_struct("State")
+            .field("dir", &self.config.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -160,7 +162,8 @@ impl State {
                 let hex = Zeroizing::new(format!("{}\n", hex::encode(&raw[..])));
                 fsutil::create_private_file(&path, hex.as_bytes())?;
                 Zeroizing::new(
-                    std::fs::read_to_string(&path).map_err(|e| StateError::io("cannot read audit key", &path, e))?,
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| StateError::io("cannot read audit key", &path, e))?,
                 )
             }
             Err(e) => return Err(StateError::io("cannot read audit key", &path, e)),
@@ -229,7 +232,11 @@ impl State {
                 report.secrets.push((handle.to_string(), e.to_string()));
             }
         }
-        report.audit = crate::audit::verify(self)?.problems.iter().map(|p| p.to_string()).collect();
+        report.audit = crate::audit::verify(self)?
+            .problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         Ok(report)
     }
 }

@@ -38,6 +38,9 @@ pub enum ExportSelection {
     All,
 }
 
+/// One version and whether it decrypts.
+pub type VersionCheck = (SecretRef, Result<(), StateError>);
+
 /// The plaintext format of an export, inside the age file.
 pub const EXPORT_FORMAT: &str = "rota-secrets-export/1";
 
@@ -69,13 +72,16 @@ impl SqliteStore {
     /// to `extra_recipients` (`age1...` strings). Its plaintext is JSON:
     /// `{"format": "rota-secrets-export/1", "secrets": [{"name", "version",
     /// "stages", "created_at", "key_id", "value"}]}`. Writes an audit entry.
-    pub fn export(&self, selection: &ExportSelection, extra_recipients: &[String]) -> Result<String, StateError> {
+    pub fn export(
+        &self,
+        selection: &ExportSelection,
+        extra_recipients: &[String],
+    ) -> Result<String, StateError> {
         let mut recipients: Vec<x25519::Recipient> = vec![self.state.recipient()?];
         for r in extra_recipients {
-            recipients.push(
-                r.parse()
-                    .map_err(|e| StateError::Invalid(format!("recipient {r:?} is not an age X25519 key: {e}")))?,
-            );
+            recipients.push(r.parse().map_err(|e| {
+                StateError::Invalid(format!("recipient {r:?} is not an age X25519 key: {e}"))
+            })?);
         }
         let names: Vec<String> = match selection {
             ExportSelection::Name(name) => {
@@ -120,10 +126,12 @@ impl SqliteStore {
     }
 
     /// Tries to decrypt every stored version: `(handle, Ok(()) | Err)`.
-    pub fn check_all(&self) -> Result<Vec<(SecretRef, Result<(), StateError>)>, StateError> {
+    pub fn check_all(&self) -> Result<Vec<VersionCheck>, StateError> {
         let handles: Vec<SecretRef> = self.state.db.with(|c| {
             let mut stmt = c.prepare("SELECT name, version FROM secret_versions ORDER BY name, version")?;
-            let rows = stmt.query_map([], |r| Ok(SecretRef::new(r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+            let rows = stmt.query_map([], |r| {
+                Ok(SecretRef::new(r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })?;
         if handles.is_empty() {
@@ -190,7 +198,12 @@ impl SqliteStore {
         Ok(Secret::new(text))
     }
 
-    fn put_inner(&self, name: &str, value: &Secret, provenance: &Provenance) -> Result<SecretRef, StateError> {
+    fn put_inner(
+        &self,
+        name: &str,
+        value: &Secret,
+        provenance: &Provenance,
+    ) -> Result<SecretRef, StateError> {
         validate_secret_name(name).map_err(StoreError::InvalidName)?;
         let recipient = self.state.recipient()?;
         let ciphertext = age::encrypt(&recipient, value.expose().as_bytes())
@@ -290,7 +303,9 @@ impl SqliteStore {
             audit::append(
                 state,
                 tx,
-                &AuditEvent::new("secret.discard").secret(handle.to_string()).key_id(key_id),
+                &AuditEvent::new("secret.discard")
+                    .secret(handle.to_string())
+                    .key_id(key_id),
             )?;
             Ok(())
         })
@@ -304,7 +319,9 @@ impl SqliteStore {
                 audit::append(
                     state,
                     tx,
-                    &AuditEvent::new("secret.rm").secret(name).detail(json!({"versions": n})),
+                    &AuditEvent::new("secret.rm")
+                        .secret(name)
+                        .detail(json!({"versions": n})),
                 )?;
             }
             Ok(n > 0)

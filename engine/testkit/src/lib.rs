@@ -13,6 +13,9 @@
 use std::fmt;
 use std::path::Path;
 
+use std::sync::OnceLock;
+
+use aho_corasick::AhoCorasick;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
@@ -21,7 +24,10 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 pub enum LeakForm {
     Raw,
     /// Standard or URL-safe base64 of the value at byte offset `alignment` mod 3.
-    Base64 { alignment: u8, url_safe: bool },
+    Base64 {
+        alignment: u8,
+        url_safe: bool,
+    },
     /// base64 of `id:secret`, as an HTTP Basic `Authorization` header carries it.
     BasicAuth,
     /// Percent-encoded (upper- or lower-case hex, `+` or `%20` for space).
@@ -80,11 +86,14 @@ pub const MIN_NEEDLE: usize = 6;
 #[derive(Default)]
 pub struct LeakScanner {
     needles: Vec<Needle>,
+    automaton: OnceLock<Option<AhoCorasick>>,
 }
 
 impl fmt::Debug for LeakScanner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LeakScanner").field("needles", &self.needles.len()).finish()
+        f.debug_struct("LeakScanner")
+            .field("needles", &self.needles.len())
+            .finish()
     }
 }
 
@@ -94,7 +103,11 @@ pub fn base64_inner(value: &[u8], alignment: u8, url_safe: bool) -> String {
     let pad = usize::from(alignment % 3);
     let mut buf = vec![0u8; pad];
     buf.extend_from_slice(value);
-    let engine = if url_safe { &URL_SAFE_NO_PAD } else { &STANDARD_NO_PAD };
+    let engine = if url_safe {
+        &URL_SAFE_NO_PAD
+    } else {
+        &STANDARD_NO_PAD
+    };
     let encoded = engine.encode(&buf);
     // Character i covers bits [6i, 6i + 6) of the stream.
     let first = (8 * pad).div_ceil(6);
@@ -124,9 +137,14 @@ impl LeakScanner {
         if bytes.len() < MIN_NEEDLE {
             return;
         }
-        if self.needles.iter().any(|n| n.secret == secret && n.bytes == bytes) {
+        if self
+            .needles
+            .iter()
+            .any(|n| n.secret == secret && n.bytes == bytes)
+        {
             return;
         }
+        self.automaton = OnceLock::new();
         self.needles.push(Needle {
             secret: secret.to_owned(),
             form,
@@ -140,7 +158,11 @@ impl LeakScanner {
         for url_safe in [false, true] {
             for alignment in 0..3 {
                 let inner = base64_inner(value.as_bytes(), alignment, url_safe);
-                self.push(label, LeakForm::Base64 { alignment, url_safe }, inner.into_bytes());
+                self.push(
+                    label,
+                    LeakForm::Base64 { alignment, url_safe },
+                    inner.into_bytes(),
+                );
             }
         }
         for (lower, plus) in [(false, true), (false, false), (true, true), (true, false)] {
@@ -177,7 +199,11 @@ impl LeakScanner {
         self.add(label, secret);
         let pair = format!("{id}:{secret}");
         for alignment in 0..3 {
-            self.push(label, LeakForm::BasicAuth, base64_inner(pair.as_bytes(), alignment, false).into_bytes());
+            self.push(
+                label,
+                LeakForm::BasicAuth,
+                base64_inner(pair.as_bytes(), alignment, false).into_bytes(),
+            );
         }
         self
     }
@@ -186,22 +212,31 @@ impl LeakScanner {
         self.needles.is_empty()
     }
 
-    /// Every needle occurrence in `bytes`.
+    /// Every needle occurrence in `bytes` (overlapping ones included).
     pub fn scan_bytes(&self, source: &str, bytes: &[u8]) -> Vec<Hit> {
-        let mut hits = Vec::new();
-        for n in &self.needles {
-            let mut from = 0;
-            while let Some(pos) = find(&bytes[from..], &n.bytes) {
-                hits.push(Hit {
-                    secret: n.secret.clone(),
-                    form: n.form.clone(),
-                    source: source.to_owned(),
-                    offset: from + pos,
-                });
-                from += pos + 1;
-            }
+        let Some(automaton) = self.automaton() else {
+            return Vec::new();
+        };
+        automaton
+            .find_overlapping_iter(bytes)
+            .filter_map(|m| self.needles.get(m.pattern().as_usize()).map(|n| (n, m.start())))
+            .map(|(n, offset)| Hit {
+                secret: n.secret.clone(),
+                form: n.form.clone(),
+                source: source.to_owned(),
+                offset,
+            })
+            .collect()
+    }
+
+    /// Built on first scan after the needles last changed.
+    fn automaton(&self) -> Option<&AhoCorasick> {
+        if self.needles.is_empty() {
+            return None;
         }
-        hits
+        self.automaton
+            .get_or_init(|| AhoCorasick::new(self.needles.iter().map(|n| &n.bytes)).ok())
+            .as_ref()
     }
 
     /// A file's raw bytes (a missing file has no hits).
@@ -245,7 +280,10 @@ impl LeakScanner {
         }
         let mut hits = Vec::new();
         for table in tables {
-            let mut stmt = conn.prepare(&format!("SELECT rowid, * FROM \"{}\"", table.replace('"', "\"\"")))?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT rowid, * FROM \"{}\"",
+                table.replace('"', "\"\"")
+            ))?;
             let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
@@ -266,13 +304,6 @@ impl LeakScanner {
         }
         Ok(hits)
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > haystack.len() {
-        return None;
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Panics with every hit (labels and places, never values) unless there are none.
@@ -305,7 +336,10 @@ mod tests {
     fn raw_value_is_caught_with_its_place() {
         let blob = format!("log line: token={SECRET}\n");
         let hits = scanner().scan_bytes("stderr", blob.as_bytes());
-        assert!(hits.iter().any(|h| h.form == LeakForm::Raw && h.offset == 16 && h.source == "stderr"));
+        assert!(
+            hits.iter()
+                .any(|h| h.form == LeakForm::Raw && h.offset == 16 && h.source == "stderr")
+        );
         assert!(!hits.iter().any(|h| h.to_string().contains(SECRET)));
     }
 
@@ -316,13 +350,19 @@ mod tests {
             for suffix in ["", "a", "ab", "abc"] {
                 for url_safe in [false, true] {
                     let plain = format!("{prefix}{SECRET}{suffix}");
-                    let engine = if url_safe { &URL_SAFE_NO_PAD } else { &STANDARD_NO_PAD };
+                    let engine = if url_safe {
+                        &URL_SAFE_NO_PAD
+                    } else {
+                        &STANDARD_NO_PAD
+                    };
                     let encoded = engine.encode(plain.as_bytes());
                     let hits = s.scan_bytes("trace", encoded.as_bytes());
                     let want = (prefix.len() % 3) as u8;
                     // A URL-safe needle identical to the standard one is kept once.
                     assert!(
-                        hits.iter().any(|h| matches!(h.form, LeakForm::Base64 { alignment, .. } if alignment == want)),
+                        hits.iter().any(
+                            |h| matches!(h.form, LeakForm::Base64 { alignment, .. } if alignment == want)
+                        ),
                         "missed base64 with prefix {prefix:?} suffix {suffix:?} url_safe {url_safe}"
                     );
                 }
@@ -371,18 +411,25 @@ mod tests {
         let db = dir.path().join("t.db");
         let conn = rusqlite::Connection::open(&db)?;
         conn.execute_batch("CREATE TABLE t (note TEXT, ciphertext BLOB)")?;
-        conn.execute("INSERT INTO t VALUES (?1, ?2)", [format!("leak {SECRET}"), SECRET.to_owned()])?;
+        conn.execute(
+            "INSERT INTO t VALUES (?1, ?2)",
+            [format!("leak {SECRET}"), SECRET.to_owned()],
+        )?;
         drop(conn);
         let hits = scanner().scan_sqlite(&db, &["t.ciphertext"])?;
         assert_eq!(hits.iter().filter(|h| h.form == LeakForm::Raw).count(), 1);
-        assert!(hits.iter().all(|h| h.source.starts_with("db:t.note[")), "{hits:?}");
+        assert!(
+            hits.iter().all(|h| h.source.starts_with("db:t.note[")),
+            "{hits:?}"
+        );
         Ok(())
     }
 
     #[test]
     fn clean_output_has_no_hits() {
         let s = scanner();
-        let clean = "run 0192 step mint succeeded; captured {\"$secret\":\"plex/acme/client-secret@3\"} key id kid-1";
+        let clean =
+            "run 0192 step mint succeeded; captured {\"$secret\":\"plex/acme/client-secret@3\"} key id kid-1";
         assert!(s.scan_bytes("stdout", clean.as_bytes()).is_empty());
         let other = base64::engine::general_purpose::STANDARD.encode("an unrelated value of some length");
         assert!(s.scan_bytes("stdout", other.as_bytes()).is_empty());
