@@ -280,3 +280,35 @@ pub(crate) fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), 
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_synced_in_wal_mode_with_a_busy_timeout() -> Result<(), StateError> {
+        let dir = tempfile::tempdir().map_err(|e| StateError::io("tempdir", "", e))?;
+        let db = Db::open(dir.path(), &dir.path().join("s.db"))?;
+        db.with(|c| {
+            let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            let busy: i64 = c.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?;
+            assert_eq!(mode, "wal");
+            assert_eq!(sync, 2, "synchronous=FULL");
+            assert_eq!(busy, BUSY_TIMEOUT.as_millis() as i64);
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn migrations_are_idempotent_across_opens() -> Result<(), StateError> {
+        let dir = tempfile::tempdir().map_err(|e| StateError::io("tempdir", "", e))?;
+        let path = dir.path().join("s.db");
+        for _ in 0..2 {
+            let db = Db::open(dir.path(), &path)?;
+            let v: i64 = db.with(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))?;
+            assert_eq!(v, SCHEMA_VERSION);
+        }
+        Ok(())
+    }
+}

@@ -473,17 +473,24 @@ fn insert_event(
     Ok(c.last_insert_rowid() as u64)
 }
 
-/// Called by the store's `put` inside its transaction.
+/// Called by the store's `put` inside its transaction. With `step`, the
+/// capture attaches to that exact step/iteration's latest attempt; without,
+/// to the latest started attempt of `provenance.step_id`, whatever its iteration.
 pub(crate) fn record_capture(
     c: &Connection,
     run_id: &str,
     handle: &SecretRef,
     provenance: &Provenance,
+    step: Option<&StepKey>,
 ) -> Result<(), StateError> {
-    // Attach to the latest started attempt of the named step, whatever its iteration.
-    let step: Option<(String, Option<String>, Option<i64>)> = match &provenance.step_id {
-        None => None,
-        Some(step_id) => c
+    let step: Option<(String, Option<String>, Option<i64>)> = match (step, &provenance.step_id) {
+        (Some(key), _) => Some((
+            key.step.clone(),
+            key.iteration_text(),
+            latest_attempt(c, run_id, key)?.map(|(a, _)| i64::from(a)),
+        )),
+        (None, None) => None,
+        (None, Some(step_id)) => c
             .query_row(
                 "SELECT step_id, iteration, attempt FROM journal WHERE run_id = ?1 AND kind = 'step_started'
                    AND step_id = ?2 ORDER BY seq DESC LIMIT 1",

@@ -19,6 +19,7 @@ mod db;
 mod error;
 mod fsutil;
 mod identity;
+mod input;
 mod inventory;
 mod journal;
 mod lock;
@@ -35,6 +36,7 @@ pub use config::{
 pub use db::{BUSY_TIMEOUT, SCHEMA_VERSION};
 pub use error::StateError;
 pub use identity::{create_identity_file, passphrase_unlocks};
+pub use input::{prompt_secret_value, read_secret_value};
 pub use inventory::{Credential, CredentialReport, CredentialStatus, parse_due};
 pub use journal::{
     Capture, EventData, Intent, Iteration, JournalEvent, ResumeBlocker, RunOutcome, RunRecord, RunStart,

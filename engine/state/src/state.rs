@@ -80,6 +80,11 @@ impl State {
         }))
     }
 
+    /// The secret store over this state.
+    pub fn store(self: &Arc<Self>) -> crate::SqliteStore {
+        crate::SqliteStore::new(self.clone())
+    }
+
     pub fn config(&self) -> &StateConfig {
         &self.config
     }

@@ -21,7 +21,8 @@ use zeroize::Zeroizing;
 
 use crate::audit::{self, AuditEvent};
 use crate::db::{fmt_time, now, parse_time};
-use crate::{State, StateError, journal};
+use crate::journal::{self, StepKey};
+use crate::{State, StateError};
 
 /// The durable secret store over a [`State`].
 #[derive(Clone, Debug)]
@@ -198,11 +199,26 @@ impl SqliteStore {
         Ok(Secret::new(text))
     }
 
+    /// The capture commit, for the executor when it knows the exact step
+    /// (and iteration) capturing: like `SecretStore::put`, but the journal's
+    /// capture record attaches to `step` rather than to the latest started
+    /// attempt of `provenance.step_id`. Needs `provenance.run_id` to journal.
+    pub fn put_captured(
+        &self,
+        name: &str,
+        value: &Secret,
+        provenance: &Provenance,
+        step: &StepKey,
+    ) -> Result<SecretRef, StateError> {
+        self.put_inner(name, value, provenance, Some(step))
+    }
+
     fn put_inner(
         &self,
         name: &str,
         value: &Secret,
         provenance: &Provenance,
+        step: Option<&StepKey>,
     ) -> Result<SecretRef, StateError> {
         validate_secret_name(name).map_err(StoreError::InvalidName)?;
         let recipient = self.state.recipient()?;
@@ -238,7 +254,7 @@ impl SqliteStore {
             )?;
             let handle = SecretRef::new(name, version as u64);
             if let Some(run_id) = &provenance.run_id {
-                journal::record_capture(tx, run_id, &handle, provenance)?;
+                journal::record_capture(tx, run_id, &handle, provenance, step)?;
             }
             audit::append(
                 state,
@@ -445,7 +461,7 @@ fn encrypt_armored(recipients: &[x25519::Recipient], plain: &[u8]) -> Result<Str
 
 impl SecretStore for SqliteStore {
     fn put(&self, name: &str, value: &Secret, provenance: &Provenance) -> Result<SecretRef, StoreError> {
-        Ok(self.put_inner(name, value, provenance)?)
+        Ok(self.put_inner(name, value, provenance, None)?)
     }
 
     fn get(&self, handle: &SecretRef) -> Result<Secret, StoreError> {

@@ -394,3 +394,27 @@ fn kill_after_capture_loses_nothing() -> TestResult {
     rota_testkit::assert_no_leaks(&hits);
     Ok(())
 }
+
+#[test]
+fn put_captured_attaches_to_the_exact_iteration() -> TestResult {
+    let mut t = T::new();
+    let s = t.state.clone();
+    s.begin_run(&start("r"))?;
+    let (k0, k1) = (
+        StepKey::at("mint", Iteration::Index(0)),
+        StepKey::at("mint", Iteration::Index(1)),
+    );
+    // Two iterations in flight at once: the latest-started rule would pick k1.
+    s.step_started("r", &k0, 1)?;
+    s.step_started("r", &k1, 1)?;
+    let v = t.secret("iter0");
+    let h = t
+        .store
+        .put_captured("plex/acme/s", &v, &capture("r", "mint", "kid-0"), &k0)?;
+    let run = s.load_run("r")?;
+    assert_eq!(run.step(&k0).map(|st| st.captures.len()), Some(1));
+    assert_eq!(run.step(&k0).map(|st| st.captures[0].handle.clone()), Some(h));
+    assert_eq!(run.step(&k1).map(|st| st.captures.len()), Some(0));
+    t.assert_no_leaks(&[]);
+    Ok(())
+}

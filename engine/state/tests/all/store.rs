@@ -269,3 +269,39 @@ fn an_identity_file_from_the_environment_is_never_created() -> TestResult {
     assert!(!dir.path().join("missing.txt").exists());
     Ok(())
 }
+
+/// Guards concurrent first use: many processes opening a fresh state at once
+/// agree on one schema and one identity.
+#[test]
+fn concurrent_first_use_creates_one_identity() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let config = StateConfig::in_dir(dir.path().join("state"));
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let (config, barrier) = (config.clone(), barrier.clone());
+            std::thread::spawn(move || -> Result<SecretRef, String> {
+                barrier.wait();
+                let state = State::open_with(config).map_err(|e| e.to_string())?;
+                let store = SqliteStore::new(state);
+                store
+                    .put(
+                        &format!("c/{i}"),
+                        &Secret::new(format!("concurrent-{i}-value")),
+                        &Provenance::default(),
+                    )
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    let mut handles_out = Vec::new();
+    for h in handles {
+        handles_out.push(h.join().map_err(|_| "thread panicked")??);
+    }
+    let store = SqliteStore::new(State::open_with(config)?);
+    for (i, h) in handles_out.iter().enumerate() {
+        assert_eq!(store.get(h)?.expose(), format!("concurrent-{i}-value"));
+    }
+    assert!(store.state().check()?.is_ok());
+    Ok(())
+}
