@@ -254,10 +254,14 @@ pub(crate) fn now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
 }
 
-/// Timestamps are stored as RFC 3339 text in UTC.
+/// Timestamps are stored as RFC 3339 text in UTC with exactly nine
+/// fractional digits, so text order is time order.
 pub(crate) fn fmt_time(t: time::OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
+    );
     t.to_offset(time::UtcOffset::UTC)
-        .format(&time::format_description::well_known::Rfc3339)
+        .format(FORMAT)
         .unwrap_or_default()
 }
 

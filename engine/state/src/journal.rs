@@ -179,18 +179,23 @@ pub struct Capture {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventData {
-    StepStarted { attempt: u32 },
+    /// The attempt number is [`JournalEvent::attempt`].
+    StepStarted,
     Intent(Intent),
     Capture(Capture),
     StepFinished(StepEnd),
-    Resumed { forced: bool },
-    RunFinished { outcome: RunOutcome },
+    Resumed {
+        forced: bool,
+    },
+    RunFinished {
+        outcome: RunOutcome,
+    },
 }
 
 impl EventData {
     pub fn kind(&self) -> &'static str {
         match self {
-            EventData::StepStarted { .. } => "step_started",
+            EventData::StepStarted => "step_started",
             EventData::Intent(_) => "intent",
             EventData::Capture(_) => "capture",
             EventData::StepFinished(_) => "step_finished",
@@ -772,12 +777,7 @@ impl State {
 fn parse_event(run_id: &str, kind: &str, payload: Value) -> Result<EventData, StateError> {
     let bad = |what: &str| journal_err(run_id, format!("journal entry {kind} is unreadable: {what}"));
     Ok(match kind {
-        "step_started" => EventData::StepStarted {
-            attempt: payload
-                .get("attempt")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| bad("no attempt"))? as u32,
-        },
+        "step_started" => EventData::StepStarted,
         "intent" => EventData::Intent(serde_json::from_value(payload)?),
         "capture" => EventData::Capture(Capture {
             handle: payload
@@ -817,10 +817,10 @@ fn fold(
             .as_ref()
             .and_then(|k| steps.iter().position(|s| &s.key == k));
         match (&ev.data, &ev.step) {
-            (EventData::StepStarted { attempt }, Some(key)) => {
+            (EventData::StepStarted, Some(key)) => {
                 let fresh = StepRecord {
                     key: key.clone(),
-                    attempt: *attempt,
+                    attempt: ev.attempt.unwrap_or(1),
                     started_at: ev.at,
                     end: None,
                     finished_at: None,

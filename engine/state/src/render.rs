@@ -8,7 +8,6 @@ use rota_core::{SecretSummary, VersionInfo};
 use time::OffsetDateTime;
 
 use crate::audit::AuditReport;
-use crate::db::fmt_time;
 use crate::inventory::Credential;
 use crate::journal::{EventData, RunRecord, RunSummary, StepRecord};
 use crate::lock::LockHolder;
@@ -40,7 +39,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Timestamps to the second, for reading.
 fn when(t: OffsetDateTime) -> String {
-    fmt_time(t.replace_nanosecond(0).unwrap_or(t))
+    t.to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -145,7 +148,7 @@ pub fn run_timeline(run: &RunRecord) -> String {
     for ev in &run.events {
         let step = ev.step.as_ref().map(|k| k.to_string()).unwrap_or_default();
         let line = match &ev.data {
-            EventData::StepStarted { attempt } => format!("{step}: started (attempt {attempt})"),
+            EventData::StepStarted => format!("{step}: started (attempt {})", ev.attempt.unwrap_or(1)),
             EventData::Intent(i) => match &i.idempotency_key {
                 Some(k) => format!("{step}:   calling {} (idempotency key {k})", i.action),
                 None => format!("{step}:   calling {}", i.action),

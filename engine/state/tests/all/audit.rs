@@ -72,6 +72,7 @@ fn the_log_refuses_plain_updates_and_deletes() -> TestResult {
             .is_err()
     );
     assert!(c.execute("DELETE FROM audit WHERE seq = 1", []).is_err());
+    t.assert_no_leaks(&[]);
     Ok(())
 }
 
@@ -86,6 +87,7 @@ fn an_edited_entry_is_detected() -> TestResult {
         text.contains("TAMPERED") && text.contains("entry 3 was altered"),
         "{text}"
     );
+    t.assert_no_leaks(&[]);
     Ok(())
 }
 
@@ -102,6 +104,7 @@ fn a_deleted_entry_is_detected() -> TestResult {
         problems.contains(&AuditProblem::BrokenChain { seq: 5 }),
         "{problems:?}"
     );
+    t.assert_no_leaks(&[]);
     Ok(())
 }
 
@@ -117,6 +120,7 @@ fn a_cut_off_tail_is_detected() -> TestResult {
             head_seq: Some(10)
         }]
     );
+    t.assert_no_leaks(&[]);
     Ok(())
 }
 
@@ -145,6 +149,7 @@ fn reordered_entries_are_detected() -> TestResult {
         problems.contains(&AuditProblem::Edited { seq: 3 }),
         "{problems:?}"
     );
+    t.assert_no_leaks(&[]);
     Ok(())
 }
 
@@ -168,6 +173,7 @@ fn a_forged_entry_without_the_key_is_detected() -> TestResult {
             .any(|p| matches!(p, AuditProblem::HeadMismatch { .. })),
         "{problems:?}"
     );
+    t.assert_no_leaks(&[]);
     Ok(())
 }
 
@@ -180,5 +186,6 @@ fn a_missing_audit_key_is_an_error_not_a_new_chain() -> TestResult {
     let err = fresh.audit_verify().err();
     assert!(matches!(err, Some(StateError::AuditKey { .. })), "{err:?}");
     assert!(!config.audit_key_path().exists());
+    t.assert_no_leaks(&[]);
     Ok(())
 }

@@ -239,7 +239,8 @@ fn a_protected_identity_without_a_passphrase_source_says_how_to_give_one() -> Te
     create_identity_file(&dir.path().join("protected.age"), Some(&pass), Some(4))?;
     let state = State::open_with(passphrase_config(dir.path(), None))?;
     // Encrypting needs the public key, which a fresh state learns from the identity.
-    let err = SqliteStore::new(state).put("x", &Secret::new("v-123456"), &Provenance::default());
+    let err =
+        SqliteStore::new(state.clone()).put("x", &Secret::new("v-123456-unstored"), &Provenance::default());
     let err = err.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(
         err.contains("passphrase-protected") && err.contains("ROTA_PASSPHRASE_FILE"),
@@ -303,5 +304,12 @@ fn concurrent_first_use_creates_one_identity() -> TestResult {
         assert_eq!(store.get(h)?.expose(), format!("concurrent-{i}-value"));
     }
     assert!(store.state().check()?.is_ok());
+    let mut scanner = rota_testkit::LeakScanner::new();
+    for i in 0..4 {
+        scanner.add(&format!("c{i}"), &format!("concurrent-{i}-value"));
+    }
+    let mut hits = scanner.scan_sqlite(store.state().db_path(), &["secret_versions.ciphertext"])?;
+    hits.extend(scanner.scan_dir(store.state().dir())?);
+    rota_testkit::assert_no_leaks(&hits);
     Ok(())
 }
