@@ -251,6 +251,27 @@ pub fn inventory(creds: &[Credential], now: OffsetDateTime) -> String {
     )
 }
 
+/// `rota state check`.
+pub fn check_report(report: &crate::CheckReport) -> String {
+    if report.is_ok() {
+        return format!(
+            "state intact: database pages sound, {} secret version(s) decrypt, audit chain verified\n",
+            report.versions_checked
+        );
+    }
+    let mut out = String::from("state DAMAGED:\n");
+    for p in &report.database {
+        out.push_str(&format!("  database: {p}\n"));
+    }
+    for (handle, reason) in &report.secrets {
+        out.push_str(&format!("  secret {handle}: {reason}\n"));
+    }
+    for p in &report.audit {
+        out.push_str(&format!("  audit: {p}\n"));
+    }
+    out
+}
+
 /// Held locks (for a `rota runs` diagnostic).
 pub fn locks(locks: &[LockHolder]) -> String {
     if locks.is_empty() {

@@ -306,6 +306,30 @@ impl LeakScanner {
     }
 }
 
+/// The columns of rota's state database that hold ciphertext (skipped by
+/// [`LeakScanner::scan_rota_state`]'s SQL pass; still covered by the raw pass).
+pub const ROTA_CIPHERTEXT_COLUMNS: &[&str] = &["secret_versions.ciphertext"];
+
+impl LeakScanner {
+    /// A rota state directory: every column of `state.db` outside ciphertext
+    /// (through SQL), then every file in the directory as raw bytes
+    /// (database, WAL, identity, audit key).
+    pub fn scan_rota_state(&self, dir: &Path) -> Result<Vec<Hit>, Box<dyn std::error::Error + Send + Sync>> {
+        let mut hits = Vec::new();
+        let db = dir.join("state.db");
+        if db.exists() {
+            hits.extend(self.scan_sqlite(&db, ROTA_CIPHERTEXT_COLUMNS)?);
+        }
+        if dir.is_dir() {
+            hits.extend(
+                self.scan_dir(dir)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+            );
+        }
+        Ok(hits)
+    }
+}
+
 /// Panics with every hit (labels and places, never values) unless there are none.
 #[track_caller]
 pub fn assert_no_leaks(hits: &[Hit]) {

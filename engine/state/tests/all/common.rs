@@ -66,9 +66,8 @@ impl T {
     pub fn assert_no_leaks(&self, extra: &[(&str, &[u8])]) {
         let mut hits = self
             .scanner
-            .scan_sqlite(self.state.db_path(), &["secret_versions.ciphertext"])
-            .expect("scan database");
-        hits.extend(self.scanner.scan_dir(self.state.dir()).expect("scan state dir"));
+            .scan_rota_state(self.state.dir())
+            .expect("scan state");
         let mut audit = Vec::new();
         self.state.audit_export_jsonl(&mut audit).expect("audit export");
         hits.extend(self.scanner.scan_bytes("audit export", &audit));

@@ -42,7 +42,12 @@ fn corrupt_ciphertext_fails_that_version_only() -> TestResult {
     assert_eq!(report.versions_checked, 2);
     assert_eq!(report.secrets.len(), 2, "{report:?}");
     assert!(report.database.is_empty());
-    t.assert_no_leaks(&[]);
+    let text = rota_state::render::check_report(&report);
+    assert!(
+        text.starts_with("state DAMAGED:\n  secret a@1: secret a@1 could not be decrypted"),
+        "{text}"
+    );
+    t.assert_no_leaks(&[("check", text.as_bytes())]);
     Ok(())
 }
 
