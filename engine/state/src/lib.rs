@@ -12,6 +12,64 @@
 //! `state.db` (+ `-wal`, `-shm`; 0600), `identity.txt` (age X25519 identity,
 //! 0600, created on first use unless `ROTA_IDENTITY_FILE` names another),
 //! `audit.key` (HMAC key of the audit chain, 0600).
+//!
+//! How the executor drives it (each call commits before it returns):
+//!
+//! ```
+//! use rota_core::{Provenance, Secret, SecretStore};
+//! use rota_state::{
+//!     Intent, LockWait, RunOutcome, RunStart, RunStatus, State, StepEnd, StepKey, StepOutcome,
+//! };
+//! use serde_json::json;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! let state = State::open(dir.path().join("state"))?; // the CLI: State::open_default()
+//! let store = state.store(); // rota_core::SecretStore, for the SecretScope
+//!
+//! state.begin_run(&RunStart {
+//!     run_id: "run-1".into(),
+//!     playbook_name: "plex-rotate".into(),
+//!     playbook_path: "playbooks/plex.yaml".into(),
+//!     playbook_digest: "sha256:...".into(),
+//!     inputs: json!({"customer": "acme"}),
+//!     plugin_digests: [("plex".to_owned(), "sha256:...".to_owned())].into(),
+//!     operator: None,
+//! })?;
+//! state.acquire_locks(&["plex/acme/c1".into()], "run-1", LockWait::NoWait, &mut |_| {})?;
+//!
+//! let step = StepKey::new("mint");
+//! state.step_started("run-1", &step, 1)?;
+//! // Before every call that changes something at a vendor:
+//! state.intent("run-1", &step, &Intent {
+//!     action: "plex.create_client_secret".into(),
+//!     input: json!({"client_id": "c1"}),
+//!     idempotency_key: None,
+//! })?;
+//! // The vendor answered: the capture commit (value, key ID, journal, audit).
+//! let provenance = Provenance {
+//!     run_id: Some("run-1".into()),
+//!     step_id: Some("mint".into()),
+//!     source: Some("plex".into()),
+//!     key_id: Some("kid-1".into()),
+//! };
+//! let handle = store.put_captured("plex/acme/client-secret", &Secret::new("v"), &provenance, &step)?;
+//! state.step_finished("run-1", &step, &StepEnd {
+//!     outcome: StepOutcome::Succeeded,
+//!     outputs: json!({"secret": handle.to_json(), "key_id": "kid-1"}),
+//!     error: None,
+//! })?;
+//! store.promote(&handle)?;
+//! state.run_finished("run-1", RunOutcome::Succeeded)?;
+//! state.release_locks("run-1")?;
+//!
+//! // `rota runs show` / resume read it back:
+//! let run = state.load_run("run-1")?;
+//! assert_eq!(run.summary.status, RunStatus::Succeeded);
+//! assert_eq!(run.completed().count(), 1);
+//! assert_eq!(run.in_flight().count(), 0);
+//! print!("{}", rota_state::render::run_timeline(&run));
+//! # Ok(()) }
+//! ```
 
 mod audit;
 mod config;
