@@ -313,3 +313,63 @@ fn concurrent_first_use_creates_one_identity() -> TestResult {
     rota_testkit::assert_no_leaks(&hits);
     Ok(())
 }
+
+/// Child for `the_environment_configures_the_state`: prints what it resolved.
+#[test]
+#[ignore = "run as a child process by the_environment_configures_the_state"]
+fn child_print_config() -> TestResult {
+    if std::env::var("ROTA_STATE_TEST_PRINT_CONFIG").is_err() {
+        return Ok(());
+    }
+    let c = StateConfig::from_env()?;
+    println!("dir={}", c.dir.display());
+    println!("identity={}", c.identity.path.display());
+    println!("create={}", c.identity.create_if_missing);
+    println!("passfile={:?}", c.identity.passphrase_file);
+    println!("operator={:?}", c.operator);
+    println!("prompt={}", c.identity.allow_prompt);
+    Ok(())
+}
+
+#[test]
+fn the_environment_configures_the_state() -> TestResult {
+    let run = |envs: &[(&str, &str)]| -> Result<String, Box<dyn std::error::Error>> {
+        let mut cmd = crate::common::child("store::child_print_config", &[]);
+        cmd.env("ROTA_STATE_TEST_PRINT_CONFIG", "1")
+            .env_remove("ROTA_STATE_DIR")
+            .env_remove("ROTA_IDENTITY_FILE")
+            .env_remove("ROTA_PASSPHRASE_FILE")
+            .env_remove("ROTA_OPERATOR")
+            .stdin(std::process::Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        Ok(String::from_utf8(cmd.output()?.stdout)?)
+    };
+    let out = run(&[
+        ("ROTA_STATE_DIR", "/srv/rota"),
+        ("ROTA_IDENTITY_FILE", "/keys/rota.age"),
+        ("ROTA_PASSPHRASE_FILE", "/keys/pass"),
+        ("ROTA_OPERATOR", "alice"),
+    ])?;
+    for want in [
+        "dir=/srv/rota\n",
+        "identity=/keys/rota.age\n",
+        "create=false\n",
+        "passfile=Some(\"/keys/pass\")\n",
+        "operator=Some(\"alice\")\n",
+        "prompt=false\n",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in {out}");
+    }
+    let out = run(&[("HOME", "/home/tester"), ("XDG_DATA_HOME", "/xdg")])?;
+    assert!(
+        out.contains("dir=/xdg/rota\n") && out.contains("identity=/xdg/rota/identity.txt\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("create=true\n") && out.contains("operator=None\n"),
+        "{out}"
+    );
+    Ok(())
+}
