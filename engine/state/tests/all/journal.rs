@@ -332,7 +332,7 @@ const CHILD_DIR: &str = "ROTA_STATE_TEST_CHILD_DIR";
 const CHILD_SECRET: &str = "child-captured-V4lue/+=-0123456789";
 
 /// Child process for `kill_after_capture_loses_nothing`: journals a step up to
-/// the capture, then dies without unwinding (as kill -9 would leave it).
+/// the capture, then is killed with SIGKILL.
 #[test]
 #[ignore = "run as a child process by kill_after_capture_loses_nothing"]
 fn child_capture_then_abort() -> TestResult {
@@ -372,7 +372,8 @@ fn kill_after_capture_loses_nothing() -> TestResult {
         &[(CHILD_DIR, state_dir.to_str().unwrap_or_default())],
     )
     .output()?;
-    assert!(!status.status.success(), "the child must die");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.status.signal(), Some(9), "the child must die by SIGKILL");
     let state = State::open(&state_dir)?;
     let run = state.load_run("crash")?;
     assert_eq!(
