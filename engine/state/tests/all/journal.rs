@@ -358,7 +358,12 @@ fn child_capture_then_abort() -> TestResult {
         &Secret::new(CHILD_SECRET),
         &capture("crash", "mint", "kid-crash"),
     )?;
-    std::process::abort();
+    // kill -9 ourselves: no unwinding, no destructors, no connection close.
+    std::process::Command::new("kill")
+        .args(["-KILL", &std::process::id().to_string()])
+        .status()?;
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    Err("still alive after kill -9".into())
 }
 
 /// Guards capture-before-anything: a process that dies right after the
