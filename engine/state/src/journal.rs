@@ -673,6 +673,56 @@ impl State {
         })
     }
 
+    /// `rota runs abort`: after the caller ran the compensation, marks the
+    /// run `aborted` and releases its locks in one transaction. Refused while
+    /// the run's process is alive (unless it is this process). Returns how
+    /// many locks were released.
+    pub fn abort_run(&self, run_id: &str) -> Result<usize, StateError> {
+        self.db.write(|tx| {
+            ensure_open_run(tx, run_id)?;
+            let holder: (u32, String, String) = tx.query_row(
+                "SELECT pid, host, process_start FROM runs WHERE id = ?1",
+                [run_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let holder = ProcessId {
+                pid: holder.0,
+                host: holder.1,
+                start: holder.2,
+            };
+            if holder != self.process && holder.liveness() != Liveness::Dead {
+                return Err(journal_err(
+                    run_id,
+                    format!(
+                        "it is still running (pid {} on {}); stop it first",
+                        holder.pid, holder.host
+                    ),
+                ));
+            }
+            tx.execute(
+                "UPDATE runs SET outcome = 'aborted', finished_at = ?2 WHERE id = ?1",
+                params![run_id, fmt_time(now())],
+            )?;
+            insert_event(
+                tx,
+                run_id,
+                None,
+                None,
+                "run_finished",
+                &json!({"outcome": RunOutcome::Aborted}),
+            )?;
+            let released = tx.execute("DELETE FROM locks WHERE run_id = ?1", [run_id])?;
+            audit::append(
+                self,
+                tx,
+                &AuditEvent::new("run.abort")
+                    .run_id(Some(run_id))
+                    .detail(json!({"locks_released": released})),
+            )?;
+            Ok(released)
+        })
+    }
+
     /// This process takes over an interrupted run (journals `resumed`,
     /// audits `run.resume`). Refused if the run finished or its process is
     /// still alive. Digest checks are the caller's: see

@@ -424,3 +424,25 @@ fn put_captured_attaches_to_the_exact_iteration() -> TestResult {
     t.assert_no_leaks(&[]);
     Ok(())
 }
+
+#[test]
+fn abort_marks_the_run_and_releases_its_locks_at_once() -> TestResult {
+    let t = T::new();
+    let s = &t.state;
+    s.begin_run(&start("r"))?;
+    s.acquire_locks(
+        &["plex/acme/c1".to_owned()],
+        "r",
+        rota_state::LockWait::NoWait,
+        &mut |_| {},
+    )?;
+    orphan_run(s, "r");
+    let other = t.reopen();
+    assert_eq!(other.abort_run("r")?, 1);
+    assert!(other.locks()?.is_empty());
+    let run = other.load_run("r")?;
+    assert_eq!(run.summary.status, RunStatus::Aborted);
+    assert!(other.audit_entries()?.iter().any(|e| e.action == "run.abort"));
+    assert!(other.abort_run("r").is_err(), "already finished");
+    Ok(())
+}
