@@ -431,6 +431,28 @@ fn ensure_open_run(c: &Connection, run_id: &str) -> Result<(), StateError> {
     }
 }
 
+/// Fails while the run's recorded process is alive and is not `me`.
+fn ensure_not_running_elsewhere(c: &Connection, run_id: &str, me: &ProcessId) -> Result<(), StateError> {
+    let holder = c.query_row(
+        "SELECT pid, host, process_start FROM runs WHERE id = ?1",
+        [run_id],
+        |r| {
+            Ok(ProcessId {
+                pid: r.get(0)?,
+                host: r.get(1)?,
+                start: r.get(2)?,
+            })
+        },
+    )?;
+    if &holder != me && holder.liveness() != Liveness::Dead {
+        return Err(journal_err(
+            run_id,
+            format!("it is still running (pid {} on {})", holder.pid, holder.host),
+        ));
+    }
+    Ok(())
+}
+
 /// The latest attempt of `key`, and whether it finished.
 fn latest_attempt(c: &Connection, run_id: &str, key: &StepKey) -> Result<Option<(u32, bool)>, StateError> {
     let iteration = key.iteration_text();
@@ -680,25 +702,7 @@ impl State {
     pub fn abort_run(&self, run_id: &str) -> Result<usize, StateError> {
         self.db.write(|tx| {
             ensure_open_run(tx, run_id)?;
-            let holder: (u32, String, String) = tx.query_row(
-                "SELECT pid, host, process_start FROM runs WHERE id = ?1",
-                [run_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            let holder = ProcessId {
-                pid: holder.0,
-                host: holder.1,
-                start: holder.2,
-            };
-            if holder != self.process && holder.liveness() != Liveness::Dead {
-                return Err(journal_err(
-                    run_id,
-                    format!(
-                        "it is still running (pid {} on {}); stop it first",
-                        holder.pid, holder.host
-                    ),
-                ));
-            }
+            ensure_not_running_elsewhere(tx, run_id, &self.process)?;
             tx.execute(
                 "UPDATE runs SET outcome = 'aborted', finished_at = ?2 WHERE id = ?1",
                 params![run_id, fmt_time(now())],
@@ -730,22 +734,7 @@ impl State {
     pub fn mark_resumed(&self, run_id: &str, forced: bool) -> Result<(), StateError> {
         self.db.write(|tx| {
             ensure_open_run(tx, run_id)?;
-            let holder: (u32, String, String) = tx.query_row(
-                "SELECT pid, host, process_start FROM runs WHERE id = ?1",
-                [run_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            let holder = ProcessId {
-                pid: holder.0,
-                host: holder.1,
-                start: holder.2,
-            };
-            if holder != self.process && holder.liveness() != Liveness::Dead {
-                return Err(journal_err(
-                    run_id,
-                    format!("it is still running (pid {} on {})", holder.pid, holder.host),
-                ));
-            }
+            ensure_not_running_elsewhere(tx, run_id, &self.process)?;
             tx.execute(
                 "UPDATE runs SET pid = ?2, host = ?3, process_start = ?4, resumes = resumes + 1 WHERE id = ?1",
                 params![run_id, self.process.pid, self.process.host, self.process.start],
