@@ -1,0 +1,318 @@
+//! The SQLite connection, its pragmas and the schema migrations.
+//!
+//! Design decision: every write runs in a `BEGIN IMMEDIATE` transaction, so
+//! concurrent `rota` processes serialize on SQLite's write lock (waiting up to
+//! the busy timeout) instead of failing on a read-to-write upgrade; WAL with
+//! `synchronous=FULL` makes each commit durable across an OS crash before the
+//! call returns. Migrations are an append-only list indexed by `user_version`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::StateError;
+use crate::fsutil;
+
+/// How long a write waits for another process's transaction.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Schema migrations; entry `i` takes `user_version` from `i` to `i + 1`.
+/// Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- Version numbers are never reused for a name, even after discard or rm.
+CREATE TABLE secret_counters (
+    name         TEXT PRIMARY KEY,
+    last_version INTEGER NOT NULL
+);
+
+-- ciphertext is last so listing rows never reads its overflow pages.
+CREATE TABLE secret_versions (
+    name        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    created_at  TEXT NOT NULL,
+    is_current  INTEGER NOT NULL DEFAULT 0,
+    is_pending  INTEGER NOT NULL DEFAULT 0,
+    is_previous INTEGER NOT NULL DEFAULT 0,
+    run_id      TEXT,
+    step_id     TEXT,
+    source      TEXT,
+    key_id      TEXT,
+    recipient   TEXT NOT NULL,
+    ciphertext  BLOB NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE UNIQUE INDEX one_current  ON secret_versions(name) WHERE is_current = 1;
+CREATE UNIQUE INDEX one_pending  ON secret_versions(name) WHERE is_pending = 1;
+CREATE UNIQUE INDEX one_previous ON secret_versions(name) WHERE is_previous = 1;
+
+CREATE TABLE runs (
+    id              TEXT PRIMARY KEY,
+    playbook_name   TEXT NOT NULL,
+    playbook_path   TEXT NOT NULL,
+    playbook_digest TEXT NOT NULL,
+    inputs          TEXT NOT NULL,
+    plugin_digests  TEXT NOT NULL,
+    operator        TEXT,
+    os_user         TEXT NOT NULL,
+    host            TEXT NOT NULL,
+    pid             INTEGER NOT NULL,
+    process_start   TEXT NOT NULL,
+    started_at      TEXT NOT NULL,
+    finished_at     TEXT,
+    outcome         TEXT,
+    resumes         INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE journal (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id    TEXT NOT NULL,
+    at        TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    step_id   TEXT,
+    iteration TEXT,
+    attempt   INTEGER,
+    payload   TEXT NOT NULL
+);
+CREATE INDEX journal_by_run ON journal(run_id, seq);
+
+CREATE TABLE locks (
+    name          TEXT PRIMARY KEY,
+    run_id        TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    host          TEXT NOT NULL,
+    process_start TEXT NOT NULL,
+    acquired_at   TEXT NOT NULL
+);
+
+CREATE TABLE audit (
+    seq      INTEGER PRIMARY KEY,
+    at       TEXT NOT NULL,
+    os_user  TEXT NOT NULL,
+    host     TEXT NOT NULL,
+    operator TEXT,
+    action   TEXT NOT NULL,
+    secret   TEXT,
+    key_id   TEXT,
+    run_id   TEXT,
+    detail   TEXT NOT NULL,
+    prev_mac TEXT NOT NULL,
+    mac      TEXT NOT NULL
+);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+CREATE TABLE inventory (
+    vendor     TEXT NOT NULL,
+    account    TEXT NOT NULL,
+    key_id     TEXT NOT NULL,
+    created_at TEXT,
+    expires_at TEXT,
+    consumers  TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    secret     TEXT,
+    first_seen TEXT NOT NULL,
+    last_seen  TEXT NOT NULL,
+    PRIMARY KEY (vendor, account, key_id)
+);
+"#];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) struct Db {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Db {
+    pub(crate) fn open(dir: &Path, path: &Path) -> Result<Self, StateError> {
+        fsutil::ensure_private_dir(dir)?;
+        // Created 0600 before SQLite sees it; SQLite gives -wal and -shm the
+        // database file's mode.
+        fsutil::touch_private(path)?;
+        let db = Self {
+            path: path.to_path_buf(),
+            conn: Mutex::new(
+                Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| Self::classify(path, e.into()))?,
+            ),
+        };
+        db.with(|conn| {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StateError::Invalid(format!(
+                    "cannot switch {} to WAL mode",
+                    path.display()
+                )));
+            }
+            conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+            Ok(())
+        })?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Attaches the database path to an error coming out of SQLite.
+    fn classify(path: &Path, e: StateError) -> StateError {
+        match e {
+            StateError::DatabaseCorrupt { detail, .. } => StateError::DatabaseCorrupt {
+                path: path.to_path_buf(),
+                detail,
+            },
+            StateError::Database { detail, .. } => StateError::Database {
+                path: path.to_path_buf(),
+                detail,
+            },
+            other => other,
+        }
+    }
+
+    /// Runs `f` on the connection (reads, or statements that need no transaction).
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        // A poisoned mutex means a panic mid-call; SQLite rolled back any open
+        // transaction when the Transaction guard dropped, so the connection is sound.
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn).map_err(|e| Self::classify(&self.path, e))
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed (and synced)
+    /// only if it returns `Ok`.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let run = |conn: &mut Connection| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        };
+        run(&mut conn).map_err(|e| Self::classify(&self.path, e))
+    }
+
+    fn migrate(&self) -> Result<(), StateError> {
+        self.write(|tx| {
+            let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if found > SCHEMA_VERSION {
+                return Err(StateError::SchemaTooNew {
+                    path: self.path.clone(),
+                    found,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            for (i, sql) in MIGRATIONS
+                .iter()
+                .enumerate()
+                .skip(usize::try_from(found).unwrap_or(0))
+            {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// `PRAGMA integrity_check`: `Ok(())` or the problems SQLite found.
+    pub(crate) fn integrity_check(&self) -> Result<Vec<String>, StateError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut problems = Vec::new();
+            for row in rows {
+                let row = row?;
+                if row != "ok" {
+                    problems.push(row);
+                }
+            }
+            Ok(problems)
+        })
+    }
+}
+
+pub(crate) fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// Timestamps are stored as RFC 3339 text in UTC with exactly nine
+/// fractional digits, so text order is time order.
+pub(crate) fn fmt_time(t: time::OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(FORMAT)
+        .unwrap_or_default()
+}
+
+pub(crate) fn parse_time(s: &str) -> Result<time::OffsetDateTime, StateError> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| StateError::Invalid(format!("stored timestamp {s:?} is unreadable: {e}")))
+}
+
+pub(crate) fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StateError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+pub(crate) fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), StateError> {
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_synced_in_wal_mode_with_a_busy_timeout() -> Result<(), StateError> {
+        let dir = tempfile::tempdir().map_err(|e| StateError::io("tempdir", "", e))?;
+        let db = Db::open(dir.path(), &dir.path().join("s.db"))?;
+        db.with(|c| {
+            let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            let busy: i64 = c.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?;
+            assert_eq!(mode, "wal");
+            assert_eq!(sync, 2, "synchronous=FULL");
+            assert_eq!(busy, BUSY_TIMEOUT.as_millis() as i64);
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn migrations_are_idempotent_across_opens() -> Result<(), StateError> {
+        let dir = tempfile::tempdir().map_err(|e| StateError::io("tempdir", "", e))?;
+        let path = dir.path().join("s.db");
+        for _ in 0..2 {
+            let db = Db::open(dir.path(), &path)?;
+            let v: i64 = db.with(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))?;
+            assert_eq!(v, SCHEMA_VERSION);
+        }
+        Ok(())
+    }
+}
