@@ -20,7 +20,8 @@ impl Pty {
             .current_dir(test.path())
             .env("RUST_BACKTRACE", "0")
             .env_remove("RUST_LOG")
-            .env("TERM", "dumb");
+            .env("TERM", "dumb")
+            .env("ROTA_STATE_DIR", test.state_dir());
         let mut session = Session::spawn(cmd).expect("spawn rota in a pty");
         session.set_expect_timeout(Some(Duration::from_secs(30)));
         Self {

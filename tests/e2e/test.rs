@@ -39,6 +39,11 @@ impl Test {
         self.dir.path()
     }
 
+    /// The run's private state directory (database, identity, audit key).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join(".rota-state")
+    }
+
     pub fn file(self, name: &str, content: impl AsRef<[u8]>) -> Self {
         let p = self.dir.path().join(name);
         if let Some(parent) = p.parent() {
@@ -70,6 +75,9 @@ impl Test {
             .env_remove("RUST_LOG")
             .env_remove("ROTA_PLAYBOOK_PATH")
             .env("RUST_BACKTRACE", "0")
+            .env("ROTA_STATE_DIR", self.state_dir())
+            .env_remove("ROTA_IDENTITY_FILE")
+            .env_remove("ROTA_PASSPHRASE_FILE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

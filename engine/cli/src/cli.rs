@@ -38,6 +38,142 @@ pub enum Command {
     Schema,
     /// Print shell completions.
     Completions(CompletionsArgs),
+    /// The encrypted secret store.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+    /// The run journal: list, show, resume or abort runs.
+    #[command(subcommand)]
+    Runs(RunsCmd),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Credentials rota created or saw, and when they expire.
+    Inventory(InventoryArgs),
+    /// The state database: backups and integrity checks.
+    #[command(subcommand)]
+    State(StateCmd),
+    /// The vendor simulators used for rehearsal.
+    #[command(subcommand)]
+    Sims(SimsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCmd {
+    /// Secret names with their current, pending and previous versions.
+    List(OutputArgs),
+    /// The versions of one secret (never values).
+    Versions {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Store a new version from stdin or a no-echo prompt (never from argv); it becomes current.
+    Put {
+        name: String,
+        /// Keep the new version pending instead of making it current.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Make a version current (default: the pending one).
+    Promote {
+        name: String,
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Remove a secret and all its versions.
+    Rm {
+        name: String,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Print a secret's value (audited). Needs --reveal.
+    Get {
+        name: String,
+        #[arg(long)]
+        version: Option<u64>,
+        /// Yes, print the value.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Write an age-encrypted export (decrypt with `age -d -i <identity>`).
+    Export {
+        /// A secret name, or all secrets when omitted.
+        name: Option<String>,
+        /// Also encrypt to this age recipient (repeatable).
+        #[arg(long = "recipient", short = 'r')]
+        recipients: Vec<String>,
+        /// Where to write (default stdout).
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCmd {
+    /// Runs, newest first.
+    List(OutputArgs),
+    /// A run's timeline.
+    Show {
+        id: String,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Continue an interrupted run without repeating what it finished.
+    Resume {
+        id: String,
+        /// Resume even though the playbook or a plugin changed since.
+        #[arg(long)]
+        force: bool,
+        /// Answer yes to every confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Answers for manual steps.
+        #[arg(long = "inputs", value_name = "FILE")]
+        inputs_file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Give up an interrupted run: record it aborted and release its locks.
+    Abort { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the HMAC chain of the audit log.
+    Verify,
+    /// Every entry as JSON lines.
+    Export {
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// Only credentials that expire within this long (e.g. 30d).
+    #[arg(long)]
+    pub due: Option<String>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCmd {
+    /// A consistent online copy of the database (back up the identity too: see docs/security.md).
+    Backup { file: PathBuf },
+    /// Decrypt-check every secret version and the audit chain.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimsCmd {
+    /// Start every simulator on loopback and print their origins; runs until Ctrl-C.
+    Serve {
+        /// Fixture and fault seed.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -79,6 +215,9 @@ pub struct RunArgs {
     /// Seed retry jitter (for tests).
     #[arg(long, hide = true)]
     pub seed: Option<u64>,
+    /// Fail at once if another run holds one of this run's credential locks.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,8 +15,10 @@ pub const USAGE: i32 = 2;
 pub const DECLINED: i32 = 3;
 /// rota could not do its work: I/O, state, configuration.
 pub const ENVIRONMENT: i32 = 4;
+/// Another run holds a credential lock this run needs (with --no-wait).
+pub const LOCKED: i32 = 5;
 
-pub const HELP: &str = "Exit codes: 0 ok, 1 run failed, 2 usage or validation error, 3 declined by the operator, 4 environment error (I/O, state, config).";
+pub const HELP: &str = "Exit codes: 0 ok, 1 run failed, 2 usage or validation error, 3 declined by the operator, 4 environment error (I/O, state, config), 5 a credential is locked by another run.";
 
 /// An error with an exit code. Its message is already complete.
 #[derive(Debug)]

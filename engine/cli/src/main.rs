@@ -6,6 +6,7 @@ mod commands;
 mod console;
 mod discover;
 mod exit;
+mod journal;
 mod logging;
 
 use clap::Parser;

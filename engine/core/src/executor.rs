@@ -26,6 +26,7 @@ use crate::action::{ActionCall, ActionCatalog, ActionError, ActionRunner, Action
 use crate::core_actions::{self, split_uses};
 use crate::event::{Event, Outcome, Reporter, StepStatus};
 use crate::inputs::{self, Supplied};
+use crate::journal::{At, Journal, JournalError, crash_point};
 use crate::load::Loaded;
 use crate::operator::Operator;
 use crate::playbook::{InputType, ManualOutput, Retry, Step};
@@ -47,6 +48,9 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// Seeds retry jitter (tests).
     pub seed: Option<u64>,
+    /// Continue an interrupted run: these steps finished before and are not
+    /// repeated (id -> status and outputs, as journaled).
+    pub resume: Option<BTreeMap<String, (StepStatus, Value)>>,
 }
 
 /// Why a run could not start.
@@ -56,6 +60,11 @@ pub enum StartError {
     Inputs(Vec<String>),
     #[error("{0}")]
     Secrets(String),
+    /// Another run holds one of this run's credential locks.
+    #[error("{0}")]
+    Locked(String),
+    #[error("{0}")]
+    Journal(String),
 }
 
 /// Why a step failed.
@@ -84,6 +93,8 @@ pub enum StepError {
     /// In a plan: the step depends on outputs of a step the plan did not run.
     #[error("{0}")]
     KnownAtRunTime(String),
+    #[error("{0}")]
+    Journal(String),
 }
 
 impl StepError {
@@ -98,6 +109,7 @@ impl StepError {
             StepError::Secret(_) => "secret",
             StepError::Item { error, .. } => error.kind(),
             StepError::KnownAtRunTime(_) => "planned",
+            StepError::Journal(_) => "journal",
         }
     }
 }
@@ -136,6 +148,7 @@ pub struct Executor {
     pub store: Arc<dyn SecretStore>,
     pub operator: Arc<dyn Operator>,
     pub reporter: Arc<dyn Reporter>,
+    pub journal: Arc<dyn Journal>,
     pub clock: Clock,
 }
 
@@ -187,6 +200,15 @@ impl Executor {
         self.bind_secret_inputs(loaded, &scope, &mut values)?;
         let inputs = Value::Object(values);
         let captures = render_secret_decls(loaded, &templates, &inputs)?;
+        if !opts.dry_run {
+            let locks = render_locks(loaded, &templates, &inputs)?;
+            self.journal
+                .run_started(&run_id, &inputs, &locks)
+                .map_err(|e| match e {
+                    JournalError::Locked(m) => StartError::Locked(m),
+                    JournalError::Write(m) => StartError::Journal(m),
+                })?;
+        }
         let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
         let run = Run {
             ex: self,
@@ -266,6 +288,21 @@ fn render_secret_decls(
     Ok(out)
 }
 
+fn render_locks(loaded: &Loaded, templates: &Templates, inputs: &Value) -> Result<Vec<String>, StartError> {
+    let ctx = json!({ "inputs": inputs });
+    loaded
+        .playbook
+        .locks
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            templates
+                .render_text(l, &ctx)
+                .map_err(|e| StartError::Secrets(format!("locks[{i}]: {e}")))
+        })
+        .collect()
+}
+
 /// Result of one attempt-loop: outputs and attempts used.
 type BodyResult = Result<(Value, u32), (StepError, u32)>;
 
@@ -342,7 +379,16 @@ impl Run<'_> {
                 failure_text = Some(format!("step {} failed: {err}", step.id));
             }
         }
-        let failure = failure_text.map(|t| self.scope.redact(&t));
+        let mut failure = failure_text.map(|t| self.scope.redact(&t));
+        if !self.opts.dry_run
+            && let Err(e) = self.ex.journal.run_finished(&self.run_id, outcome)
+        {
+            failure = Some(match failure {
+                Some(f) => format!("{f}; and {e}"),
+                None => e.to_string(),
+            });
+            outcome = Outcome::Failed;
+        }
         self.emit(Event::RunFinished {
             run_id: self.run_id.clone(),
             outcome,
@@ -359,7 +405,20 @@ impl Run<'_> {
 
     /// Runs one step; returns the error if it failed the run.
     async fn step(&self, section: Section, step: &Step) -> Option<StepError> {
+        if let Some((status, outputs)) = self.opts.resume.as_ref().and_then(|r| r.get(&step.id)) {
+            return self.replay(section, step, *status, outputs.clone());
+        }
         let started = Instant::now();
+        let at = At {
+            step: &step.id,
+            iteration: None,
+        };
+        if !self.opts.dry_run {
+            if let Err(e) = self.ex.journal.step_started(&self.run_id, at, 1) {
+                return Some(StepError::Journal(e.to_string()));
+            }
+            crash_point(&step.id, "start");
+        }
         let spec = self.spec_of(step);
         let path = self.path_of(step, spec.as_ref());
         self.emit(Event::StepStarted {
@@ -414,6 +473,22 @@ impl Run<'_> {
             }
         };
         let error_text = error.as_ref().map(|e| self.scope.redact(&e.to_string()));
+        if !self.opts.dry_run {
+            let journaled = self.ex.journal.step_finished(
+                &self.run_id,
+                at,
+                status,
+                &outputs,
+                error
+                    .as_ref()
+                    .zip(error_text.as_deref())
+                    .map(|(e, t)| (e.kind(), t)),
+            );
+            if let Err(e) = journaled {
+                return Some(StepError::Journal(e.to_string()));
+            }
+            crash_point(&step.id, "end");
+        }
         lock(&self.steps_ctx).insert(
             step.id.clone(),
             json!({
@@ -442,6 +517,36 @@ impl Run<'_> {
             StepStatus::Failed => error,
             _ => None,
         }
+    }
+
+    /// A step the interrupted run finished: its journaled result, not a repeat.
+    fn replay(&self, section: Section, step: &Step, status: StepStatus, outputs: Value) -> Option<StepError> {
+        lock(&self.steps_ctx).insert(
+            step.id.clone(),
+            json!({"status": status.as_str(), "outputs": outputs, "error": null}),
+        );
+        lock(&self.records).push(StepRecord {
+            id: step.id.clone(),
+            name: step.display_name().to_owned(),
+            section: section.key(),
+            status,
+            attempts: 0,
+            outputs,
+            error: None,
+            error_kind: None,
+        });
+        self.emit(Event::Message {
+            id: step.id.clone(),
+            level: "info".to_owned(),
+            message: "done before the interruption; not repeated".to_owned(),
+        });
+        self.emit(Event::StepFinished {
+            id: step.id.clone(),
+            status,
+            duration: Duration::ZERO,
+            error: None,
+        });
+        None
     }
 
     fn spec_of(&self, step: &Step) -> Option<ActionSpec> {
@@ -818,6 +923,21 @@ impl Run<'_> {
             action: spec.action.clone(),
             error,
         };
+        let idempotency_key = match iteration {
+            Some(i) => format!("{}/{}/{i}", self.run_id, step.id),
+            None => format!("{}/{}", self.run_id, step.id),
+        };
+        if !spec.read_only {
+            let at = At {
+                step: &step.id,
+                iteration,
+            };
+            self.ex
+                .journal
+                .intent(&self.run_id, at, &spec.qualified_name(), &input, &idempotency_key)
+                .map_err(|e| StepError::Journal(e.to_string()))?;
+            crash_point(&step.id, "intent");
+        }
         if spec.plugin == "core" {
             return self.core_action(step, spec, &input).await;
         }
@@ -827,10 +947,6 @@ impl Run<'_> {
                 captures.insert(capture.clone(), target.clone());
             }
         }
-        let idempotency_key = match iteration {
-            Some(i) => format!("{}/{}/{i}", self.run_id, step.id),
-            None => format!("{}/{}", self.run_id, step.id),
-        };
         tracing::info!(
             run = %self.run_id,
             step = %step.id,

@@ -13,6 +13,7 @@ pub mod duration;
 pub mod event;
 pub mod executor;
 pub mod inputs;
+pub mod journal;
 pub mod load;
 pub mod operator;
 pub mod playbook;

@@ -144,7 +144,12 @@ impl SecretScope {
                 run_id: provenance.run_id.or_else(|| Some(self.run_id.clone())),
                 ..provenance
             };
-            self.store.put(&target.name, &value, &provenance)?
+            let step = provenance.step_id.clone();
+            let handle = self.store.put(&target.name, &value, &provenance)?;
+            if let Some(step) = step {
+                crate::journal::crash_point(&step, "capture");
+            }
+            handle
         };
         self.bind(
             &target.name,

@@ -1,19 +1,25 @@
-//! `rota run` and `rota plan`.
+//! `rota run` and `rota plan`; the run loop shared with `rota runs resume`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use rota_core::event::Outcome;
-use rota_core::executor::{Executor, RunOptions, StartError};
+use rota_core::event::{Outcome, StepStatus};
+use rota_core::executor::{Executor, RunOptions, StartError, new_run_id};
 use rota_core::inputs::Supplied;
+use rota_core::journal::{Journal, NoJournal};
+use rota_core::load::Loaded;
 use rota_core::template::system_clock;
 use rota_core::yaml::{Source, parse_value};
+use rota_state::{LockWait, State};
+use serde_json::Value;
 
 use crate::cli::{Output, RunArgs};
-use crate::commands::Env;
+use crate::commands::{Env, open_state};
 use crate::console::Console;
 use crate::discover;
 use crate::exit::{self, Exit};
+use crate::journal::StateJournal;
 
 pub struct Run {
     pub args: RunArgs,
@@ -24,86 +30,133 @@ impl Run {
     pub fn execute(self) -> anyhow::Result<i32> {
         let env = Env::load()?;
         let loaded = discover::find(&self.args.playbook, env.catalog.as_ref())?;
-        let supplied = self.supplied()?;
-        let console = Arc::new(Console::new(self.args.output));
-        let executor = Executor {
-            catalog: env.catalog.clone(),
-            runner: env.runner.clone(),
-            store: env.store.clone(),
-            operator: console.clone(),
-            reporter: console,
-            clock: system_clock(),
-        };
+        let supplied = supplied(&self.args.inputs, self.args.inputs_file.as_deref())?;
+        let state = open_state()?;
+        let dry_run = self.plan || self.args.dry_run;
         let options = RunOptions {
             supplied,
             yes: self.args.yes,
-            dry_run: self.plan || self.args.dry_run,
-            run_id: self.args.run_id.clone(),
+            dry_run,
+            run_id: Some(self.args.run_id.clone().unwrap_or_else(new_run_id)),
             seed: self.args.seed,
+            resume: None,
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
-        let report = runtime
-            .block_on(executor.run(&loaded, &options))
-            .map_err(|e| match e {
-                StartError::Inputs(problems) => exit::usage(format!(
-                    "error: cannot run {}:\n{}",
-                    loaded.playbook.name,
-                    problems
-                        .iter()
-                        .map(|p| format!("  - {p}"))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                )),
-                StartError::Secrets(msg) => {
-                    exit::usage(format!("error: cannot run {}: {msg}", loaded.playbook.name))
-                }
-            })?;
-        if self.args.output == Output::Json {
-            println!(
-                "{}",
-                serde_json::to_string(&serde_json::json!({"event": "report", "report": report}))?
-            );
-        }
-        match report.outcome {
-            Outcome::Succeeded | Outcome::Planned => Ok(exit::OK),
-            Outcome::Failed => Err(Exit {
-                code: exit::RUN_FAILED,
-                message: format!(
-                    "error: run {} failed: {}",
-                    report.run_id,
-                    report.failure.unwrap_or_default()
-                ),
-            }
-            .into()),
-            Outcome::Declined => Err(Exit {
-                code: exit::DECLINED,
-                message: format!(
-                    "error: run {} stopped: {}",
-                    report.run_id,
-                    report.failure.unwrap_or_default()
-                ),
-            }
-            .into()),
-        }
-    }
-
-    fn supplied(&self) -> anyhow::Result<Supplied> {
-        let mut supplied = Supplied::default();
-        for pair in &self.args.inputs {
-            supplied.add_cli(pair).map_err(exit::usage)?;
-        }
-        if let Some(path) = &self.args.inputs_file {
-            let source = Source::read(path).map_err(|d| exit::usage(format!("error: {}", d.render(None))))?;
-            let doc = parse_value(&source)
-                .map_err(|d| exit::usage(format!("error: {}", d.render(Some(&source.text)))))?;
-            supplied
-                .add_file(doc)
-                .map_err(|e| exit::usage(format!("error: {}: {e}", path.display())))?;
-        }
-        Ok(supplied)
+        let wait = if self.args.no_wait {
+            LockWait::NoWait
+        } else {
+            LockWait::Wait { timeout: None }
+        };
+        execute(&env, &state, &loaded, options, self.args.output, wait, false)
     }
 }
+
+/// Runs (or plans, or resumes) a loaded playbook against the state.
+pub fn execute(
+    env: &Env,
+    state: &Arc<State>,
+    loaded: &Loaded,
+    options: RunOptions,
+    output: Output,
+    wait: LockWait,
+    resuming: bool,
+) -> anyhow::Result<i32> {
+    let console = Arc::new(Console::new(output));
+    let journal: Arc<dyn Journal> = if options.dry_run {
+        Arc::new(NoJournal)
+    } else {
+        Arc::new(StateJournal {
+            state: state.clone(),
+            playbook_name: loaded.playbook.name.clone(),
+            playbook_path: loaded.source.name.clone(),
+            playbook_digest: loaded.digest.clone(),
+            plugin_digests: BTreeMap::new(),
+            wait,
+            resuming,
+        })
+    };
+    let executor = Executor {
+        catalog: env.catalog.clone(),
+        runner: env.runner.clone(),
+        store: Arc::new(state.store()),
+        operator: console.clone(),
+        reporter: console,
+        journal,
+        clock: system_clock(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let name = &loaded.playbook.name;
+    let report = runtime
+        .block_on(executor.run(loaded, &options))
+        .map_err(|e| match e {
+            StartError::Inputs(problems) => exit::usage(format!(
+                "error: cannot run {name}:\n{}",
+                problems
+                    .iter()
+                    .map(|p| format!("  - {p}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )),
+            StartError::Secrets(msg) => exit::usage(format!("error: cannot run {name}: {msg}")),
+            StartError::Locked(msg) => Exit {
+                code: exit::LOCKED,
+                message: format!("error: cannot run {name}: {msg}"),
+            }
+            .into(),
+            StartError::Journal(msg) => Exit {
+                code: exit::ENVIRONMENT,
+                message: format!("error: cannot run {name}: {msg}"),
+            }
+            .into(),
+        })?;
+    if output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({"event": "report", "report": report}))?
+        );
+    }
+    match report.outcome {
+        Outcome::Succeeded | Outcome::Planned => Ok(exit::OK),
+        Outcome::Failed => Err(Exit {
+            code: exit::RUN_FAILED,
+            message: format!(
+                "error: run {} failed: {}",
+                report.run_id,
+                report.failure.unwrap_or_default()
+            ),
+        }
+        .into()),
+        Outcome::Declined => Err(Exit {
+            code: exit::DECLINED,
+            message: format!(
+                "error: run {} stopped: {}",
+                report.run_id,
+                report.failure.unwrap_or_default()
+            ),
+        }
+        .into()),
+    }
+}
+
+/// `-i` pairs and an `--inputs` file, as the executor takes them.
+pub fn supplied(pairs: &[String], file: Option<&std::path::Path>) -> anyhow::Result<Supplied> {
+    let mut supplied = Supplied::default();
+    for pair in pairs {
+        supplied.add_cli(pair).map_err(exit::usage)?;
+    }
+    if let Some(path) = file {
+        let source = Source::read(path).map_err(|d| exit::usage(format!("error: {}", d.render(None))))?;
+        let doc = parse_value(&source)
+            .map_err(|d| exit::usage(format!("error: {}", d.render(Some(&source.text)))))?;
+        supplied
+            .add_file(doc)
+            .map_err(|e| exit::usage(format!("error: {}: {e}", path.display())))?;
+    }
+    Ok(supplied)
+}
+
+/// Journaled results of finished steps, for a resume.
+pub type Finished = BTreeMap<String, (StepStatus, Value)>;

@@ -137,6 +137,7 @@ fn harness(fake: Fake, operator: Arc<dyn Operator>) -> Harness {
         store: store.clone(),
         operator,
         reporter: recorder.clone(),
+        journal: Arc::new(crate::journal::NoJournal),
         clock: Arc::new(move || fixed),
     };
     Harness {

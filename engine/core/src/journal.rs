@@ -1,0 +1,102 @@
+//! The executor's record of a run, written as it happens.
+//!
+//! Design decision: the executor calls a [`Journal`] at every boundary (run
+//! start with its resolved inputs and locks, each attempt, the intent of
+//! every call that changes something BEFORE the call, each step's end). A
+//! journal write that fails stops the run: a change whose intent could not be
+//! recorded is never made. `rota-state` implements this trait on SQLite;
+//! [`NoJournal`] serves tests and plans.
+
+use serde_json::Value;
+
+use crate::event::{Outcome, StepStatus};
+
+/// A step, or one `for_each` item of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct At<'a> {
+    pub step: &'a str,
+    pub iteration: Option<usize>,
+}
+
+pub trait Journal: Send + Sync {
+    /// The run's inputs are resolved (secrets as handles) and its locks
+    /// rendered; the journal takes the locks here. An error stops the run
+    /// before any step.
+    fn run_started(&self, run_id: &str, inputs: &Value, locks: &[String]) -> Result<(), JournalError>;
+    fn step_started(&self, run_id: &str, at: At<'_>, attempt: u32) -> Result<(), JournalError>;
+    /// Recorded before a call that changes something.
+    fn intent(
+        &self,
+        run_id: &str,
+        at: At<'_>,
+        action: &str,
+        input: &Value,
+        idempotency_key: &str,
+    ) -> Result<(), JournalError>;
+    fn step_finished(
+        &self,
+        run_id: &str,
+        at: At<'_>,
+        status: StepStatus,
+        outputs: &Value,
+        error: Option<(&str, &str)>,
+    ) -> Result<(), JournalError>;
+    /// Releases the run's locks.
+    fn run_finished(&self, run_id: &str, outcome: Outcome) -> Result<(), JournalError>;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    /// Another run holds a credential lock.
+    #[error("{0}")]
+    Locked(String),
+    #[error("cannot write the run journal: {0}")]
+    Write(String),
+}
+
+/// Records nothing.
+#[derive(Debug, Default)]
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    fn run_started(&self, _: &str, _: &Value, _: &[String]) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn step_started(&self, _: &str, _: At<'_>, _: u32) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn intent(&self, _: &str, _: At<'_>, _: &str, _: &Value, _: &str) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn step_finished(
+        &self,
+        _: &str,
+        _: At<'_>,
+        _: StepStatus,
+        _: &Value,
+        _: Option<(&str, &str)>,
+    ) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn run_finished(&self, _: &str, _: Outcome) -> Result<(), JournalError> {
+        Ok(())
+    }
+}
+
+/// Deterministic crash points for resume tests: with the `crash-points`
+/// feature, `ROTA_CRASH_AT=<step>:<phase>` aborts the process (no unwinding,
+/// no cleanup: as a kill -9 would) when the run reaches that point. Phases:
+/// `start` (step started), `intent` (intent journaled, call not made),
+/// `capture` (a secret captured and committed), `end` (step finished and
+/// journaled).
+pub fn crash_point(step: &str, phase: &str) {
+    #[cfg(feature = "crash-points")]
+    if let Ok(at) = std::env::var("ROTA_CRASH_AT")
+        && at == format!("{step}:{phase}")
+    {
+        eprintln!("rota: crash point {at} reached, aborting");
+        std::process::abort();
+    }
+    #[cfg(not(feature = "crash-points"))]
+    let _ = (step, phase);
+}
