@@ -5,4 +5,5 @@ mod cases;
 mod cli;
 mod interactive;
 mod leaks;
+mod state;
 mod test;

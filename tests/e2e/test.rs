@@ -12,7 +12,9 @@ pub fn repo() -> PathBuf {
 }
 
 pub struct Test {
-    pub dir: tempfile::TempDir,
+    /// Keeps the directory alive as long as any Test sharing it.
+    _owner: std::sync::Arc<tempfile::TempDir>,
+    root: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
     stdin: Option<String>,
@@ -27,8 +29,21 @@ pub struct Output {
 
 impl Test {
     pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
         Self {
-            dir: tempfile::tempdir().expect("a temp dir"),
+            root: dir.path().to_path_buf(),
+            _owner: std::sync::Arc::new(dir),
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+        }
+    }
+
+    /// Another invocation sharing `other`'s directory and state.
+    pub fn new_in(other: &Test) -> Self {
+        Self {
+            _owner: other._owner.clone(),
+            root: other.root.clone(),
             args: Vec::new(),
             env: Vec::new(),
             stdin: None,
@@ -36,16 +51,16 @@ impl Test {
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        self.root.as_path()
     }
 
     /// The run's private state directory (database, identity, audit key).
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join(".rota-state")
+        self.root.as_path().join(".rota-state")
     }
 
     pub fn file(self, name: &str, content: impl AsRef<[u8]>) -> Self {
-        let p = self.dir.path().join(name);
+        let p = self.root.as_path().join(name);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).expect("create parent dirs");
         }
@@ -71,7 +86,7 @@ impl Test {
     pub fn run(&self) -> Output {
         let mut cmd = Command::new(ROTA);
         cmd.args(&self.args)
-            .current_dir(self.dir.path())
+            .current_dir(self.root.as_path())
             .env_remove("RUST_LOG")
             .env_remove("ROTA_PLAYBOOK_PATH")
             .env("RUST_BACKTRACE", "0")

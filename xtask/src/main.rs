@@ -74,7 +74,16 @@ fn demo(extra: &[String]) -> Result<(), String> {
 
 fn test(extra: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
-    run(cargo().args(["test", "--workspace", "--locked"]).args(extra))?;
+    // crash-points compiles in the deterministic aborts the resume tests use.
+    run(cargo()
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--features",
+            "rota/crash-points",
+        ])
+        .args(extra))?;
     if let Some(manifest) = plugins_manifest() {
         // The SDK's own unit tests run on the host.
         let m = manifest.to_string_lossy().into_owned();
