@@ -95,7 +95,7 @@ fn an_export_decrypts_with_the_real_age_cli() {
     assert_eq!(doc["secrets"][0]["value"], VALUE);
 }
 
-const JOURNALED: &str = "name: journaled\ndescription: t\nsecrets:\n  key: {name: demo/key}\nlocks: [\"demo/key\"]\nsteps:\n  - id: one\n    uses: core.log\n    with: {message: one}\n  - id: mint\n    manual:\n      instructions: Create a key and paste it.\n      outputs:\n        key_id: {prompt: Key ID}\n        secret: {prompt: Secret, type: secret, secret: key}\n  - id: promote\n    uses: core.secret.promote\n    with: {secret: \"{{steps.mint.outputs.secret}}\"}\n  - id: three\n    uses: core.log\n    with: {message: \"done with {{steps.mint.outputs.key_id}}\"}\n";
+const JOURNALED: &str = "name: journaled\ndescription: t\nsecrets:\n  key: {name: demo/key}\nlocks: [\"demo/key\"]\nsteps:\n  - id: one\n    uses: core.log\n    with: {message: one}\n  - id: mint\n    manual:\n      instructions: Create a key and paste it.\n      outputs:\n        key_id: {prompt: Key ID}\n        secret: {prompt: Secret, type: secret, secret: key}\n  - id: promote\n    uses: core.secret.promote\n    with: {secret: \"{{steps.mint.outputs.secret}}\"}\n  - id: three\n    uses: core.log\n    with: {message: \"done with {{steps.mint.outputs.key_id}}\"}\non_failure:\n  - id: discard\n    if: '{{and (eq steps.mint.status \"succeeded\") (ne steps.promote.status \"succeeded\")}}'\n    uses: core.secret.discard\n    with: {secret: \"{{steps.mint.outputs.secret}}\"}\n";
 
 fn journaled(secret: &str) -> Test {
     Test::new().file("p.yaml", JOURNALED).file(
@@ -167,6 +167,31 @@ fn a_second_run_on_the_same_credential_fails_fast_with_no_wait() {
     assert_eq!(second.status, 5, "{}{}", second.stdout, second.stderr);
     assert!(second.stderr.contains("plex/acme/client"), "{}", second.stderr);
     assert!(second.stderr.contains("holder"), "{}", second.stderr);
+}
+
+#[test]
+fn credentials_recorded_by_a_run_show_up_in_the_inventory() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: inv\ndescription: t\nsteps:\n  - id: record\n    uses: core.inventory.record\n    with:\n      vendor: constellix\n      account: bob\n      key_id: \"1003\"\n      expires: '{{date_add (now) \"20d\"}}'\n      consumers: [constellix-dns-sync]\n  - id: later\n    uses: core.inventory.record\n    with:\n      vendor: constellix\n      account: alice\n      key_id: \"1002\"\n      expires: '{{date_add (now) \"300d\"}}'\n",
+    );
+    let run = Test::new_in(&t).args(&["run", "p.yaml"]).run();
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let due = Test::new_in(&t)
+        .args(&["inventory", "--due", "30d", "--output", "json"])
+        .run();
+    let due: serde_json::Value = serde_json::from_str(&due.stdout).expect("JSON");
+    let keys: Vec<&str> = due
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["key_id"].as_str())
+        .collect();
+    assert_eq!(keys, vec!["1003"]);
+    assert_eq!(due[0]["consumers"], serde_json::json!(["constellix-dns-sync"]));
+    let all = Test::new_in(&t).args(&["inventory", "--output", "json"]).run();
+    let all: serde_json::Value = serde_json::from_str(&all.stdout).expect("JSON");
+    assert_eq!(all.as_array().map(Vec::len), Some(2));
 }
 
 #[cfg(feature = "crash-points")]
@@ -245,5 +270,37 @@ mod crash {
             assert_eq!(ones, 1, "{point}: step one ran {ones} times");
             scan(SECRET, &t, &[&crashed, &resumed]);
         }
+    }
+
+    #[test]
+    fn abort_runs_the_compensation_and_releases_the_locks() {
+        const SECRET: &str = "aborted-secret-61c2";
+        let t = journaled(SECRET);
+        let crashed = Test::new_in(&t)
+            .env("ROTA_CRASH_AT", "mint:end")
+            .args(&["run", "p.yaml", "--inputs", "answers.yaml", "--run-id", "r1"])
+            .run();
+        assert_ne!(crashed.status, 0);
+        let abort = Test::new_in(&t).args(&["runs", "abort", "r1"]).run();
+        assert_eq!(abort.status, 0, "{}{}", abort.stdout, abort.stderr);
+        assert!(abort.stdout.contains("ok        discard"), "{}", abort.stdout);
+        let record = Test::new_in(&t)
+            .args(&["runs", "show", "r1", "--output", "json"])
+            .run();
+        let record: serde_json::Value = serde_json::from_str(&record.stdout).expect("JSON");
+        assert_eq!(record["summary"]["status"], "aborted");
+        let versions = Test::new_in(&t)
+            .args(&["secrets", "list", "--output", "json"])
+            .run();
+        assert!(
+            !versions.stdout.contains("\"pending\": 1"),
+            "the pending secret was discarded: {}",
+            versions.stdout
+        );
+        let again = Test::new_in(&t)
+            .args(&["run", "p.yaml", "--inputs", "answers.yaml", "--no-wait"])
+            .run();
+        assert_eq!(again.status, 0, "the lock was released: {}", again.stderr);
+        scan(SECRET, &t, &[&crashed, &abort, &again]);
     }
 }

@@ -24,6 +24,8 @@ pub struct StateJournal {
     pub wait: LockWait,
     /// Continuing an interrupted run: the run exists, only its locks are retaken.
     pub resuming: bool,
+    /// `rota runs abort`: the run ends `aborted`, not `failed`.
+    pub aborting: bool,
 }
 
 fn key(at: At<'_>) -> StepKey {
@@ -129,11 +131,18 @@ impl Journal for StateJournal {
 
     fn run_finished(&self, run_id: &str, outcome: Outcome) -> Result<(), JournalError> {
         let outcome = match outcome {
+            _ if self.aborting => RunOutcome::Aborted,
             Outcome::Succeeded | Outcome::Planned => RunOutcome::Succeeded,
             Outcome::Failed => RunOutcome::Failed,
             Outcome::Declined => RunOutcome::Aborted,
         };
         self.state.run_finished(run_id, outcome).map_err(write)?;
         self.state.release_locks(run_id).map(|_| ()).map_err(write)
+    }
+
+    fn record_credential(&self, _run_id: &str, report: &Value) -> Result<(), JournalError> {
+        let report: rota_state::CredentialReport = serde_json::from_value(report.clone())
+            .map_err(|e| JournalError::Write(format!("not a credential report: {e}")))?;
+        self.state.inventory_record(&report).map_err(write)
     }
 }

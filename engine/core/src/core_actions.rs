@@ -75,6 +75,26 @@ pub fn specs() -> Vec<ActionSpec> {
             false,
         ),
         spec(
+            "inventory.record",
+            "Records a credential in the inventory: vendor, account, key ID, created, expires, consumers.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "vendor": {"type": "string"},
+                    "account": {"type": "string"},
+                    "key_id": {"type": "string"},
+                    "created": {"type": "string", "format": "date-time"},
+                    "expires": {"type": ["string", "null"], "format": "date-time"},
+                    "consumers": {"type": "array", "items": {"type": "string"}},
+                    "status": {"type": "string", "enum": ["active", "pending", "revoked", "expired"]},
+                    "secret": {"type": "string"}
+                },
+                "required": ["vendor", "account", "key_id"],
+                "additionalProperties": false
+            }),
+            false,
+        ),
+        spec(
             "secret.discard",
             "Drops a pending secret version that will not be used.",
             json!({

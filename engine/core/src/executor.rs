@@ -51,6 +51,9 @@ pub struct RunOptions {
     /// Continue an interrupted run: these steps finished before and are not
     /// repeated (id -> status and outputs, as journaled).
     pub resume: Option<BTreeMap<String, (StepStatus, Value)>>,
+    /// Give up an interrupted run: replay what it finished, run no further
+    /// step, run its compensation (`on_failure`) and `finally`.
+    pub abort: bool,
 }
 
 /// Why a run could not start.
@@ -352,6 +355,18 @@ impl Run<'_> {
         };
         let mut failure_text = None;
         for step in main {
+            let finished = self
+                .opts
+                .resume
+                .as_ref()
+                .is_some_and(|r| r.contains_key(&step.id));
+            if self.opts.abort && !finished {
+                failure_text = Some(format!("run aborted by the operator before step {}", step.id));
+                outcome = Outcome::Failed;
+                *lock(&self.failure) =
+                    Some(json!({"step": step.id, "kind": "aborted", "message": "run aborted"}));
+                break;
+            }
             if let Some(err) = self.step(Section::Steps, step).await {
                 outcome = if matches!(err, StepError::Declined(_)) {
                     Outcome::Declined
@@ -1018,6 +1033,20 @@ impl Run<'_> {
                     });
                 } else {
                     tokio::time::sleep(d).await;
+                }
+                Ok(json!({}))
+            }
+            "inventory.record" => {
+                let mut report = input.clone();
+                if let Some(map) = report.as_object_mut() {
+                    map.entry("status").or_insert_with(|| json!("active"));
+                    map.entry("consumers").or_insert_with(|| json!([]));
+                }
+                if !self.opts.dry_run {
+                    self.ex
+                        .journal
+                        .record_credential(&self.run_id, &report)
+                        .map_err(|e| StepError::Journal(e.to_string()))?;
                 }
                 Ok(json!({}))
             }

@@ -43,6 +43,9 @@ pub trait Journal: Send + Sync {
     ) -> Result<(), JournalError>;
     /// Releases the run's locks.
     fn run_finished(&self, run_id: &str, outcome: Outcome) -> Result<(), JournalError>;
+    /// Records a credential the run created or saw in the inventory
+    /// (`{vendor, account, key_id, created, expires, consumers, status, secret}`).
+    fn record_credential(&self, run_id: &str, report: &Value) -> Result<(), JournalError>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -79,6 +82,9 @@ impl Journal for NoJournal {
         Ok(())
     }
     fn run_finished(&self, _: &str, _: Outcome) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn record_credential(&self, _: &str, _: &Value) -> Result<(), JournalError> {
         Ok(())
     }
 }

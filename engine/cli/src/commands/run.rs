@@ -40,14 +40,32 @@ impl Run {
             run_id: Some(self.args.run_id.clone().unwrap_or_else(new_run_id)),
             seed: self.args.seed,
             resume: None,
+            abort: false,
         };
         let wait = if self.args.no_wait {
             LockWait::NoWait
         } else {
             LockWait::Wait { timeout: None }
         };
-        execute(&env, &state, &loaded, options, self.args.output, wait, false)
+        execute(
+            &env,
+            &state,
+            &loaded,
+            options,
+            self.args.output,
+            wait,
+            Mode::Fresh,
+        )
     }
+}
+
+/// A new run, or one that continues an interrupted run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Fresh,
+    Resume,
+    /// Replays what finished, then runs only compensation and `finally`.
+    Abort,
 }
 
 /// Runs (or plans, or resumes) a loaded playbook against the state.
@@ -58,7 +76,7 @@ pub fn execute(
     options: RunOptions,
     output: Output,
     wait: LockWait,
-    resuming: bool,
+    mode: Mode,
 ) -> anyhow::Result<i32> {
     let console = Arc::new(Console::new(output));
     let journal: Arc<dyn Journal> = if options.dry_run {
@@ -71,7 +89,8 @@ pub fn execute(
             playbook_digest: loaded.digest.clone(),
             plugin_digests: BTreeMap::new(),
             wait,
-            resuming,
+            resuming: mode != Mode::Fresh,
+            aborting: mode == Mode::Abort,
         })
     };
     let executor = Executor {

@@ -3,18 +3,19 @@
 //! Design decision: a resume never repeats a finished step and never blindly
 //! repeats a vendor call that was in flight: without a way to read back what
 //! the vendor did, it refuses and says which call to check, rather than risk
-//! minting a second key or deleting the wrong one.
+//! minting a second key or deleting the wrong one. `abort` replays what the
+//! run finished and runs its compensation (`on_failure`) and `finally`.
 
 use std::path::Path;
 
 use rota_core::SecretRef;
 use rota_core::executor::RunOptions;
-use rota_core::load::load_file;
-use rota_state::{LockWait, render};
+use rota_core::load::{Loaded, load_file};
+use rota_state::{LockWait, RunRecord, render};
 use serde_json::Value;
 
 use crate::cli::{Output, RunsCmd};
-use crate::commands::run::{Finished, execute, supplied};
+use crate::commands::run::{Finished, Mode, execute, supplied};
 use crate::commands::{Env, open_state, state_error};
 use crate::exit::{self, Exit};
 use crate::journal::status_of;
@@ -22,6 +23,8 @@ use crate::journal::status_of;
 pub struct Runs {
     pub cmd: RunsCmd,
 }
+
+const WAIT: LockWait = LockWait::Wait { timeout: None };
 
 impl Runs {
     pub fn execute(self) -> anyhow::Result<i32> {
@@ -52,11 +55,42 @@ impl Runs {
                 Ok(exit::OK)
             }
             RunsCmd::Abort { id } => {
-                let released = state
-                    .abort_run(&id)
+                let env = Env::load()?;
+                let record = state
+                    .load_run(&id)
                     .map_err(|e| exit::usage(format!("error: {e}")))?;
-                println!("run {id} aborted; {released} lock(s) released");
-                Ok(exit::OK)
+                let (loaded, options) = match prepare(&env, &record, &id, None, true) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Without its playbook nothing can be compensated:
+                        // record the abort and free the locks anyway.
+                        eprintln!(
+                            "{}\nrecording the abort without running compensation",
+                            exit::render(&e)
+                        );
+                        let released = state
+                            .abort_run(&id)
+                            .map_err(|e| exit::usage(format!("error: {e}")))?;
+                        println!("run {id} aborted; {released} lock(s) released");
+                        return Ok(exit::OK);
+                    }
+                };
+                let options = RunOptions {
+                    abort: true,
+                    yes: true,
+                    ..options
+                };
+                state
+                    .mark_resumed(&id, true)
+                    .map_err(|e| state_error("cannot abort", e))?;
+                match execute(&env, &state, &loaded, options, Output::Text, WAIT, Mode::Abort) {
+                    // The run is over either way; its compensation is reported above.
+                    Err(e) if exit::code_of(&e) == exit::RUN_FAILED => {
+                        println!("run {id} aborted");
+                        Ok(exit::OK)
+                    }
+                    other => other,
+                }
             }
             RunsCmd::Resume {
                 id,
@@ -69,35 +103,6 @@ impl Runs {
                 let record = state
                     .load_run(&id)
                     .map_err(|e| exit::usage(format!("error: {e}")))?;
-                let path = &record.summary.playbook_path;
-                let loaded = load_file(Path::new(path), env.catalog.as_ref()).map_err(|d| {
-                    exit::usage(format!(
-                        "error: cannot resume run {id}: its playbook {path} does not load (resume from the directory the run started in):\n{}",
-                        d.render()
-                    ))
-                })?;
-                let blockers = record.resume_blockers(&loaded.digest, &Default::default());
-                let refused: Vec<String> = blockers
-                    .iter()
-                    .filter(|b| !(force && b.forceable()))
-                    .map(|b| {
-                        if b.forceable() {
-                            format!("{b} (--force resumes anyway)")
-                        } else {
-                            b.to_string()
-                        }
-                    })
-                    .collect();
-                if !refused.is_empty() {
-                    return Err(exit::usage(format!(
-                        "error: cannot resume run {id}:\n{}",
-                        refused
-                            .iter()
-                            .map(|r| format!("  - {r}"))
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    )));
-                }
                 for step in record.in_flight() {
                     if let Some(intent) = step.last_intent()
                         && !intent.action.starts_with("core.")
@@ -105,58 +110,93 @@ impl Runs {
                         return Err(Exit {
                             code: exit::RUN_FAILED,
                             message: format!(
-                                "error: cannot resume run {id}: step {} was calling {} when the run stopped, and rota cannot \
-                                 read back whether the vendor applied it. Check the vendor (input: {}), then either finish \
-                                 by hand and `rota runs abort {id}`, or abort and start a new run.",
+                                "error: cannot resume run {id}: step {} was calling {} when the run stopped, and rota \
+                                 cannot read back whether the vendor applied it. Check the vendor (input: {}), then \
+                                 `rota runs abort {id}` (which runs the playbook's compensation) and start a new run.",
                                 step.key, intent.action, intent.input
                             ),
                         }
                         .into());
                     }
                 }
-                let finished: Finished = record
-                    .completed()
-                    .filter(|s| s.key.iteration.is_none())
-                    .filter_map(|s| {
-                        s.end
-                            .as_ref()
-                            .map(|end| (s.key.step.clone(), (status_of(end.outcome), end.outputs.clone())))
-                    })
-                    .collect();
-                let mut supplied = supplied(&[], inputs_file.as_deref())?;
-                if let Value::Object(inputs) = &record.inputs {
-                    for (k, v) in inputs {
-                        // Secret inputs were journaled as handles; the run takes names.
-                        let v = match SecretRef::from_json(v) {
-                            Some(h) => Value::String(h.name),
-                            None => v.clone(),
-                        };
-                        if !v.is_null() {
-                            supplied.values.insert(k.clone(), v);
-                        }
-                    }
-                }
+                let (loaded, options) = prepare(&env, &record, &id, inputs_file.as_deref(), force)?;
+                let options = RunOptions { yes, ..options };
                 state
                     .mark_resumed(&id, force)
                     .map_err(|e| state_error("cannot resume", e))?;
-                let options = RunOptions {
-                    supplied,
-                    yes,
-                    dry_run: false,
-                    run_id: Some(id),
-                    seed: None,
-                    resume: Some(finished),
-                };
-                execute(
-                    &env,
-                    &state,
-                    &loaded,
-                    options,
-                    output,
-                    LockWait::Wait { timeout: None },
-                    true,
-                )
+                execute(&env, &state, &loaded, options, output, WAIT, Mode::Resume)
             }
         }
     }
+}
+
+/// The playbook and options to continue (or abort) a journaled run.
+fn prepare(
+    env: &Env,
+    record: &RunRecord,
+    id: &str,
+    inputs_file: Option<&Path>,
+    force: bool,
+) -> anyhow::Result<(Loaded, RunOptions)> {
+    let path = &record.summary.playbook_path;
+    let loaded = load_file(Path::new(path), env.catalog.as_ref()).map_err(|d| {
+        exit::usage(format!(
+            "error: run {id}: its playbook {path} does not load (run this from the directory the run started in):\n{}",
+            d.render()
+        ))
+    })?;
+    let refused: Vec<String> = record
+        .resume_blockers(&loaded.digest, &Default::default())
+        .iter()
+        .filter(|b| !(force && b.forceable()))
+        .map(|b| {
+            if b.forceable() {
+                format!("{b} (--force continues anyway)")
+            } else {
+                b.to_string()
+            }
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(exit::usage(format!(
+            "error: run {id} cannot continue:\n{}",
+            refused
+                .iter()
+                .map(|r| format!("  - {r}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )));
+    }
+    let finished: Finished = record
+        .completed()
+        .filter(|s| s.key.iteration.is_none())
+        .filter_map(|s| {
+            s.end
+                .as_ref()
+                .map(|end| (s.key.step.clone(), (status_of(end.outcome), end.outputs.clone())))
+        })
+        .collect();
+    let mut supplied = supplied(&[], inputs_file)?;
+    if let Value::Object(inputs) = &record.inputs {
+        for (k, v) in inputs {
+            // Secret inputs were journaled as handles; a run takes names.
+            let v = match SecretRef::from_json(v) {
+                Some(h) => Value::String(h.name),
+                None => v.clone(),
+            };
+            if !v.is_null() {
+                supplied.values.insert(k.clone(), v);
+            }
+        }
+    }
+    let options = RunOptions {
+        supplied,
+        yes: false,
+        dry_run: false,
+        run_id: Some(id.to_owned()),
+        seed: None,
+        resume: Some(finished),
+        abort: false,
+    };
+    Ok((loaded, options))
 }
