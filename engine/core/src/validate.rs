@@ -386,11 +386,7 @@ impl<'a> Checker<'a> {
                 ),
             );
         }
-        let spec = self
-            .steps
-            .get(step.id.as_str())
-            .filter(|i| i.index == index && i.section == section)
-            .and_then(|i| i.spec.clone());
+        let spec = step.uses.as_deref().and_then(|u| self.resolve_uses(u));
         if let Some(uses) = &step.uses {
             self.check_uses(uses, &format!("{path}.uses"), spec.is_some());
         }
