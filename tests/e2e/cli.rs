@@ -197,3 +197,53 @@ fn a_yes_piped_into_stdin_is_not_a_confirmation() {
         out.stderr
     );
 }
+
+#[test]
+fn sims_serve_prints_every_origin_and_serves_until_killed() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(crate::test::ROTA)
+        .args(["sims", "serve", "--seed", "7"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn rota sims serve");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let lines: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .take(6)
+        .map(|l| l.expect("a line"))
+        .collect();
+    let systems: Vec<&str> = lines.iter().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(
+        systems,
+        vec![
+            "plex",
+            "demandcaster",
+            "plytix",
+            "soar",
+            "constellix",
+            "consumers"
+        ]
+    );
+    let plex_api = lines
+        .first()
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("api=")))
+        .expect("plex api origin")
+        .to_owned();
+    assert!(plex_api.starts_with("http://127.0.0.1:"), "{plex_api}");
+    // The vendor API answers on loopback (an unauthenticated call is refused the Plex way).
+    let addr = plex_api.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the Plex simulator");
+    use std::io::{Read, Write};
+    write!(
+        stream,
+        "GET /platform/v1/client-applications HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send a request");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read the reply");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+    assert!(reply.contains("REQUEST_NOT_AUTHENTICATED"), "{reply}");
+}
