@@ -43,6 +43,20 @@ pub struct Context {
     /// as the vendor's idempotency key where there is one.
     pub idempotency_key: String,
     pub attempt: u32,
+    /// The target's base URL from the operator's config (the simulator's in
+    /// a rehearsal): build vendor URLs from it.
+    pub base_url: Option<String>,
+}
+
+impl Context {
+    /// `base_url` + `path`, or an error if the operator configured no base URL.
+    pub fn url(&self, path: &str) -> Result<String, Error> {
+        let base = self
+            .base_url
+            .as_deref()
+            .ok_or_else(|| Error::InvalidInput("the target has no base_url configured".to_owned()))?;
+        Ok(format!("{}{}", base.trim_end_matches('/'), path))
+    }
 }
 
 /// The typed errors of an action (the ABI's `error` variant).
@@ -183,6 +197,7 @@ where
         step_id: ctx.step_id,
         idempotency_key: ctx.idempotency_key,
         attempt: ctx.attempt,
+        base_url: ctx.base_url,
     };
     let input: I = serde_json::from_str(input).map_err(|e| Error::InvalidInput(e.to_string()))?;
     let out = f(&ctx, input)?;
