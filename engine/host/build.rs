@@ -18,13 +18,22 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
     let root = manifest_dir.join("../..");
     let plugins = root.join("plugins");
-    for p in ["plugins/Cargo.toml", "plugins/Cargo.lock", "plugins/sdk", "plugins/testing", "wit"] {
+    for p in [
+        "plugins/Cargo.toml",
+        "plugins/Cargo.lock",
+        "plugins/sdk",
+        "plugins/testing",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     let target_dir = plugins.join("target");
     let out = target_dir.join(TARGET).join("release");
     for (key, file) in PLUGINS {
-        println!("cargo:rustc-env=ROTA_TEST_PLUGIN_{key}={}", out.join(format!("{file}.wasm")).display());
+        println!(
+            "cargo:rustc-env=ROTA_TEST_PLUGIN_{key}={}",
+            out.join(format!("{file}.wasm")).display()
+        );
     }
     ensure_target();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -48,12 +57,18 @@ fn main() {
     let status = cmd.status();
     match status {
         Ok(s) if s.success() => {}
-        Ok(s) => panic!("building the plugins workspace (plugins/) for {TARGET} failed: {s}; see the output above"),
+        Ok(s) => {
+            panic!("building the plugins workspace (plugins/) for {TARGET} failed: {s}; see the output above")
+        }
         Err(e) => panic!("cannot run cargo to build the plugins workspace: {e}"),
     }
     for (_, file) in PLUGINS {
         let p = out.join(format!("{file}.wasm"));
-        assert!(Path::new(&p).is_file(), "the plugins build did not produce {}", p.display());
+        assert!(
+            Path::new(&p).is_file(),
+            "the plugins build did not produce {}",
+            p.display()
+        );
     }
 }
 

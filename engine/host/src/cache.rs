@@ -58,7 +58,9 @@ impl ArtifactCache {
         if let Ok(data) = std::fs::read(&path) {
             match deserialize_checked(engine, &data) {
                 Some(c) => return Ok((c, Loaded::Cached)),
-                None => tracing::warn!(path = %path.display(), "corrupt precompiled plugin artifact, recompiling"),
+                None => {
+                    tracing::warn!(path = %path.display(), "corrupt precompiled plugin artifact, recompiling")
+                }
             }
         }
         let component = Component::new(engine, bytes)?;

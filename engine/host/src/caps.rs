@@ -40,7 +40,9 @@ impl OriginPattern {
             return Err(format!("{text:?}: only http and https origins exist"));
         }
         if rest.contains('/') || rest.contains('@') || rest.contains('?') || rest.contains('#') {
-            return Err(format!("{text:?}: an origin has no path, user, query or fragment"));
+            return Err(format!(
+                "{text:?}: an origin has no path, user, query or fragment"
+            ));
         }
         let (host, port_text) = if rest.starts_with('[') {
             match rest.split_once("]:") {
@@ -56,7 +58,10 @@ impl OriginPattern {
         let port = match port_text {
             None => PortSpec::Default,
             Some("*") => PortSpec::Any,
-            Some(p) => PortSpec::Is(p.parse::<u16>().map_err(|_| format!("{text:?}: bad port {p:?}"))?),
+            Some(p) => PortSpec::Is(
+                p.parse::<u16>()
+                    .map_err(|_| format!("{text:?}: bad port {p:?}"))?,
+            ),
         };
         let host = host.to_ascii_lowercase();
         if host.is_empty() {
@@ -171,7 +176,9 @@ impl HttpPolicy {
         let parsed = Url::parse(url).map_err(|e| Denial(format!("invalid URL {url:?}: {e}")))?;
         let scheme = parsed.scheme().to_owned();
         if scheme != "http" && scheme != "https" {
-            return Err(Denial(format!("scheme {scheme:?} is not allowed, only http and https")));
+            return Err(Denial(format!(
+                "scheme {scheme:?} is not allowed, only http and https"
+            )));
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(Denial(
@@ -236,7 +243,11 @@ fn list(patterns: &[OriginPattern]) -> String {
     if patterns.is_empty() {
         "none".to_owned()
     } else {
-        patterns.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        patterns
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -296,7 +307,10 @@ mod tests {
         assert_eq!(p.port, Some(443));
         assert_eq!(OriginPattern::parse("https://api.vendor.com")?.port, Some(443));
         assert_eq!(OriginPattern::parse("http://127.0.0.1:*")?.port, None);
-        assert_eq!(OriginPattern::parse("http://[::1]:8080")?.host, HostPattern::Exact("::1".into()));
+        assert_eq!(
+            OriginPattern::parse("http://[::1]:8080")?.host,
+            HostPattern::Exact("::1".into())
+        );
         assert!(OriginPattern::parse("ftp://x").is_err());
         assert!(OriginPattern::parse("https://a.com/path").is_err());
         assert!(OriginPattern::parse("https://a.*.com").is_err());
@@ -349,9 +363,19 @@ mod tests {
 
     #[test]
     fn classifies_addresses() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-            "100.64.0.1", "::1", "fd00:ec2::254", "fe80::1", "::ffff:127.0.0.1"]
-        {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(ip.parse::<IpAddr>().is_ok_and(|ip| is_internal(&ip)), "{ip}");
         }
         for ip in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {

@@ -256,7 +256,11 @@ fn apply_untrusted(config: &mut Config, src: &Source) -> Result<(), ConfigError>
                 let Some(plugins) = v.as_mapping() else { continue };
                 for (pname, pv) in plugins {
                     let pname = pname.as_str().unwrap_or_default().to_owned();
-                    let targets = pv.get("targets").and_then(|t| t.as_sequence()).cloned().unwrap_or_default();
+                    let targets = pv
+                        .get("targets")
+                        .and_then(|t| t.as_sequence())
+                        .cloned()
+                        .unwrap_or_default();
                     if let Some(m) = pv.as_mapping() {
                         for key in m.keys().filter_map(|k| k.as_str()).filter(|k| *k != "targets") {
                             warn(format!("plugins.{pname}.{key}"));
@@ -264,7 +268,11 @@ fn apply_untrusted(config: &mut Config, src: &Source) -> Result<(), ConfigError>
                     }
                     for t in targets {
                         let Some(tm) = t.as_mapping() else { continue };
-                        let tname = tm.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_owned();
+                        let tname = tm
+                            .get("name")
+                            .and_then(|n| n.as_str())
+                            .unwrap_or_default()
+                            .to_owned();
                         for (tk, tv) in tm {
                             match tk.as_str() {
                                 Some("name") => {}
@@ -297,7 +305,9 @@ fn apply_untrusted(config: &mut Config, src: &Source) -> Result<(), ConfigError>
             None => config_warning(
                 &mut config.warnings,
                 &path,
-                &format!("plugins.{plugin}.targets.{target} (a target must be defined in your own config first)"),
+                &format!(
+                    "plugins.{plugin}.targets.{target} (a target must be defined in your own config first)"
+                ),
             ),
         }
     }
@@ -321,7 +331,12 @@ impl Config {
             .into_iter()
             .map(|(plugin, origins)| {
                 let target = TargetConfig::rehearsal(origins);
-                (plugin, PluginConfig { targets: vec![target] })
+                (
+                    plugin,
+                    PluginConfig {
+                        targets: vec![target],
+                    },
+                )
             })
             .collect();
         Self {
@@ -419,13 +434,28 @@ plugins:
         assert_eq!(c.playbooks, vec![PathBuf::from("playbooks/")]);
         assert_eq!(c.plugin_dirs, vec![PathBuf::from("/opt/rota/plugins")]);
         let t = c.target("plex", Some("acme"));
-        assert_eq!(t.and_then(|t| t.base_url.as_deref()), Some("https://staging.plex.com"));
-        assert_eq!(t.map(|t| t.origins.clone()), Some(vec!["https://api.plex.com".to_owned()]));
+        assert_eq!(
+            t.and_then(|t| t.base_url.as_deref()),
+            Some("https://staging.plex.com")
+        );
+        assert_eq!(
+            t.map(|t| t.origins.clone()),
+            Some(vec!["https://api.plex.com".to_owned()])
+        );
         assert_eq!(t.map(|t| t.modeled), Some(Modeled::Disabled));
         assert_eq!(t.map(|t| t.reveal), Some(false));
-        assert!(c.plugins.get("other").is_none());
-        for key in ["plugin_dirs", "targets.acme.origins", "targets.acme.modeled", "targets.acme.reveal"] {
-            assert!(c.warnings.iter().any(|w| w.contains(key)), "no warning for {key}: {:?}", c.warnings);
+        assert!(!c.plugins.contains_key("other"));
+        for key in [
+            "plugin_dirs",
+            "targets.acme.origins",
+            "targets.acme.modeled",
+            "targets.acme.reveal",
+        ] {
+            assert!(
+                c.warnings.iter().any(|w| w.contains(key)),
+                "no warning for {key}: {:?}",
+                c.warnings
+            );
         }
         Ok(())
     }
@@ -446,7 +476,10 @@ plugins:
 
     #[test]
     fn bad_origins_are_errors() {
-        let bad = src("u.yaml", "plugins:\n  p:\n    targets:\n      - name: a\n        origins: [nope]\n");
+        let bad = src(
+            "u.yaml",
+            "plugins:\n  p:\n    targets:\n      - name: a\n        origins: [nope]\n",
+        );
         assert!(load_config(&[bad], None).is_err());
     }
 
@@ -458,7 +491,10 @@ plugins:
         );
         let t = c.target("plex", None);
         assert_eq!(t.map(|t| t.modeled), Some(Modeled::Enabled));
-        assert_eq!(t.and_then(|t| t.base_url.clone()), Some("http://127.0.0.1:4101".to_owned()));
+        assert_eq!(
+            t.and_then(|t| t.base_url.clone()),
+            Some("http://127.0.0.1:4101".to_owned())
+        );
         assert_eq!(t.map(|t| t.rehearsal), Some(true));
     }
 

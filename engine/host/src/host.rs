@@ -70,7 +70,11 @@ pub enum HostError {
     #[error(transparent)]
     Package(#[from] PackageError),
     #[error("plugin {plugin:?} ({path}): {reason}")]
-    Load { plugin: String, path: String, reason: String },
+    Load {
+        plugin: String,
+        path: String,
+        reason: String,
+    },
     #[error("no plugin named {0:?}")]
     NoSuchPlugin(String),
 }
@@ -307,7 +311,10 @@ impl PluginHost {
 fn read_entry(path: &Path, config: &Config, target: Option<&str>) -> Result<PluginEntry, HostError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| HostError::Load {
-        plugin: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        plugin: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         path: shown.clone(),
         reason: e.to_string(),
     })?;
@@ -326,10 +333,19 @@ fn read_entry(path: &Path, config: &Config, target: Option<&str>) -> Result<Plug
         validators.insert(a.name.clone(), (input, output));
         secret_fields.insert(a.name.clone(), manifest::secret_fields(&a.input));
     }
-    let declared = manifest.origins.iter().filter_map(|o| OriginPattern::parse(o).ok()).collect();
+    let declared = manifest
+        .origins
+        .iter()
+        .filter_map(|o| OriginPattern::parse(o).ok())
+        .collect();
     let granted = target
         .as_ref()
-        .map(|t| t.origins.iter().filter_map(|o| OriginPattern::parse(o).ok()).collect())
+        .map(|t| {
+            t.origins
+                .iter()
+                .filter_map(|o| OriginPattern::parse(o).ok())
+                .collect()
+        })
         .unwrap_or_default();
     let policy = HttpPolicy {
         plugin: manifest.name.clone(),
@@ -361,9 +377,16 @@ fn import_provided(name: &str) -> bool {
         return matches!(iface, "types" | "http" | "secrets" | "log" | "clock")
             && manifest::abi_supported(version);
     }
-    ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/", "wasi:sockets/"]
-        .iter()
-        .any(|p| name.starts_with(p))
+    [
+        "wasi:cli/",
+        "wasi:io/",
+        "wasi:clocks/",
+        "wasi:random/",
+        "wasi:filesystem/",
+        "wasi:sockets/",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
@@ -398,7 +421,8 @@ fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
         .linker
         .instantiate_pre(&component)
         .map_err(|e| err(format!("cannot link: {e}")))?;
-    let pre = v1::PluginPre::new(pre).map_err(|e| err(format!("does not export rota:plugin's invoke: {e}")))?;
+    let pre =
+        v1::PluginPre::new(pre).map_err(|e| err(format!("does not export rota:plugin's invoke: {e}")))?;
     let limits = entry.limits();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -416,11 +440,16 @@ fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
 
 impl PluginEntry {
     pub fn limits(&self) -> Limits {
-        self.target.as_ref().map(|t| t.limits.clamped()).unwrap_or_default()
+        self.target
+            .as_ref()
+            .map(|t| t.limits.clamped())
+            .unwrap_or_default()
     }
 
     pub fn modeled_enabled(&self) -> bool {
-        self.target.as_ref().is_some_and(|t| t.modeled == Modeled::Enabled)
+        self.target
+            .as_ref()
+            .is_some_and(|t| t.modeled == Modeled::Enabled)
     }
 
     pub fn reveal_granted(&self) -> bool {
@@ -539,7 +568,11 @@ impl PluginHost {
             return Err(ActionError::Internal(format!(
                 "no plugin named {:?} is installed (installed: {})",
                 call.plugin,
-                if known.is_empty() { "none".to_owned() } else { known }
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known
+                }
             )));
         };
         let plugin = call.plugin.clone();
@@ -554,11 +587,19 @@ impl PluginHost {
             return Err(ActionError::Denied(format!(
                 "{what} is a modeled action (its API is not documented by the vendor) and modeled actions \
                  are not enabled for target {}; set `modeled: enabled` on the target to allow it",
-                entry.target.as_ref().map(|t| t.name.as_str()).unwrap_or("(none configured)")
+                entry
+                    .target
+                    .as_ref()
+                    .map(|t| t.name.as_str())
+                    .unwrap_or("(none configured)")
             )));
         }
-        check_input(&entry, &action, &call.input).map_err(|e| ActionError::InvalidInput(format!("{what}: {e}")))?;
-        let ready = self.ready(&entry).await.map_err(|e| ActionError::Internal(e.to_string()))?;
+        check_input(&entry, &action, &call.input)
+            .map_err(|e| ActionError::InvalidInput(format!("{what}: {e}")))?;
+        let ready = self
+            .ready(&entry)
+            .await
+            .map_err(|e| ActionError::Internal(e.to_string()))?;
         let limits = entry.limits();
         let input_text = call.input.to_string();
         let wit_ctx = v1::rota::plugin::types::Context {
@@ -582,7 +623,10 @@ impl PluginHost {
         });
         let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
-        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
         let mut store = Store::new(
             &self.inner.engine,
             State {
@@ -616,7 +660,9 @@ impl PluginHost {
         let span = tracing::info_span!("plugin.invoke", plugin = %plugin, action = %action);
         let run = async {
             let instance = ready.pre.instantiate_async(&mut store).await?;
-            instance.call_invoke(&mut store, &action, &input_text, &wit_ctx).await
+            instance
+                .call_invoke(&mut store, &action, &input_text, &wit_ctx)
+                .await
         };
         let outcome = tokio::time::timeout(limits.wall(), tracing::Instrument::instrument(run, span)).await;
         let emit = |stream: &str, pipe: &MemoryOutputPipe| -> Option<String> {
@@ -625,7 +671,11 @@ impl PluginHost {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 tracing::info!(target: "rota::plugin", plugin = %plugin, action = %action, stream, "{line}");
             }
-            text.lines().rfind(|l| !l.trim().is_empty()).map(str::to_owned)
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            match lines.iter().position(|l| l.contains("panicked")) {
+                Some(i) => Some(lines[i..(i + 2).min(lines.len())].join(" ")),
+                None => lines.last().map(|l| (*l).to_owned()),
+            }
         };
         emit("stdout", &stdout);
         let last_err = emit("stderr", &stderr);
@@ -667,7 +717,11 @@ impl PluginHost {
 }
 
 fn pointer_or_root(p: &str) -> String {
-    if p.is_empty() { "/".to_owned() } else { p.to_owned() }
+    if p.is_empty() {
+        "/".to_owned()
+    } else {
+        p.to_owned()
+    }
 }
 
 fn check_input(entry: &PluginEntry, action: &str, input: &Value) -> Result<(), String> {
@@ -716,7 +770,13 @@ fn select<'a>(value: &'a Value, ptr: &str) -> Vec<(String, &'a Value)> {
     out
 }
 
-fn trap_error(what: &str, limits: &Limits, state: &State, e: &wasmtime::Error, stderr: Option<String>) -> ActionError {
+fn trap_error(
+    what: &str,
+    limits: &Limits,
+    state: &State,
+    e: &wasmtime::Error,
+    stderr: Option<String>,
+) -> ActionError {
     if state.stop == Some(Stop::Cpu) {
         return ActionError::Limit(format!(
             "{what} exceeded its CPU limit of {} ms and was stopped",
@@ -731,13 +791,15 @@ fn trap_error(what: &str, limits: &Limits, state: &State, e: &wasmtime::Error, s
     }
     let trap = e.downcast_ref::<Trap>().copied();
     if trap == Some(Trap::StackOverflow) {
-        return ActionError::Limit(format!("{what} exhausted its call stack (deep recursion) and was stopped"));
+        return ActionError::Limit(format!(
+            "{what} exhausted its call stack (deep recursion) and was stopped"
+        ));
     }
     let detail = match trap {
         Some(t) => t.to_string(),
         None => format!("{e:#}"),
     };
-    let stderr = stderr.map(|l| format!("; last stderr line: {l}")).unwrap_or_default();
+    let stderr = stderr.map(|l| format!("; stderr: {l}")).unwrap_or_default();
     if trap == Some(Trap::MemoryOutOfBounds) {
         return ActionError::Internal(format!(
             "{what} trapped: {detail} (often a stack overflow in the plugin){stderr}"

@@ -40,11 +40,21 @@ impl log::Host for State {
         let (plugin, action) = (&self.ctx.plugin, &self.ctx.action);
         let _span = tracing::info_span!("plugin.log.log", plugin = %plugin, action = %action).entered();
         match level {
-            log::Level::Trace => tracing::trace!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}"),
-            log::Level::Info => tracing::info!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}"),
-            log::Level::Error => tracing::error!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}"),
+            log::Level::Trace => {
+                tracing::trace!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
+            }
+            log::Level::Info => {
+                tracing::info!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
+            }
+            log::Level::Warn => {
+                tracing::warn!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
+            }
+            log::Level::Error => {
+                tracing::error!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
+            }
         }
     }
 }
@@ -52,7 +62,8 @@ impl log::Host for State {
 impl secrets::Host for State {
     async fn reveal(&mut self, handle: String) -> Result<String, String> {
         let ctx = self.ctx.clone();
-        let _span = tracing::info_span!("plugin.secrets.reveal", plugin = %ctx.plugin, action = %ctx.action).entered();
+        let _span = tracing::info_span!("plugin.secrets.reveal", plugin = %ctx.plugin, action = %ctx.action)
+            .entered();
         if !ctx.reveal {
             let msg = format!(
                 "plugin {:?} may not reveal secrets: the operator has not granted `reveal` for target {:?}",
@@ -173,7 +184,9 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
         let n = reqwest::header::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| http::HttpError::Invalid(format!("bad header name {name:?}")))?;
         if n == reqwest::header::HOST {
-            return Err(http::HttpError::Invalid("plugins cannot set the Host header".to_owned()));
+            return Err(http::HttpError::Invalid(
+                "plugins cannot set the Host header".to_owned(),
+            ));
         }
         let mut v = reqwest::header::HeaderValue::from_str(value)
             .map_err(|_| http::HttpError::Invalid(format!("bad value for header {name:?}")))?;
@@ -207,19 +220,18 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
             }
             http::Injection::JsonBody(h) => {
                 let s = secret_for(ctx, h)?;
-                let raw = body
-                    .as_deref()
-                    .ok_or_else(|| http::HttpError::Invalid("json-body injection without a body".to_owned()))?;
-                let mut json: Value = serde_json::from_slice(raw)
-                    .map_err(|e| http::HttpError::Invalid(format!("json-body injection: body is not JSON: {e}")))?;
+                let raw = body.as_deref().ok_or_else(|| {
+                    http::HttpError::Invalid("json-body injection without a body".to_owned())
+                })?;
+                let mut json: Value = serde_json::from_slice(raw).map_err(|e| {
+                    http::HttpError::Invalid(format!("json-body injection: body is not JSON: {e}"))
+                })?;
                 if replace_handle(&mut json, h, &s) == 0 {
                     return Err(http::HttpError::Invalid(format!(
                         "json-body injection: the body has no {{\"$secret\": \"{h}\"}} placeholder"
                     )));
                 }
-                body = Some(
-                    serde_json::to_vec(&json).map_err(|e| http::HttpError::Invalid(e.to_string()))?,
-                );
+                body = Some(serde_json::to_vec(&json).map_err(|e| http::HttpError::Invalid(e.to_string()))?);
             }
             http::Injection::Signed(sh) => {
                 let key = secret_for(ctx, &sh.key)?;
@@ -230,7 +242,10 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
                     http::SignatureEncoding::Hex => hex::encode(sig),
                     http::SignatureEncoding::Base64 => b64.encode(sig),
                 };
-                let mut value = sh.value.replace("{timestamp-ms}", &ts).replace("{signature}", &sig);
+                let mut value = sh
+                    .value
+                    .replace("{timestamp-ms}", &ts)
+                    .replace("{signature}", &sig);
                 for (i, h) in sh.secrets.iter().enumerate() {
                     let s = secret_for(ctx, h)?;
                     value = value.replace(&format!("{{secret.{i}}}"), s.expose());
@@ -240,7 +255,10 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
         }
     }
     let timeout = Duration::from_millis(
-        req.timeout_ms.map(u64::from).unwrap_or(ctx.limits.read_timeout_ms).min(ctx.limits.read_timeout_ms),
+        req.timeout_ms
+            .map(u64::from)
+            .unwrap_or(ctx.limits.read_timeout_ms)
+            .min(ctx.limits.read_timeout_ms),
     );
     let mut rb = ctx.client.request(method, url).headers(headers).timeout(timeout);
     if let Some(b) = body {
@@ -327,7 +345,8 @@ fn capture(
     headers: &mut Vec<http::Header>,
     body: &mut Vec<u8>,
 ) -> Result<Vec<http::Captured>, http::HttpError> {
-    let _span = tracing::info_span!("plugin.http.capture", plugin = %ctx.plugin, action = %ctx.action).entered();
+    let _span =
+        tracing::info_span!("plugin.http.capture", plugin = %ctx.plugin, action = %ctx.action).entered();
     let fail = |m: String| http::HttpError::CaptureFailed(format!("{}.{}: {m}", ctx.plugin, ctx.action));
     let mut json: Option<Value> = None;
     let mut out = Vec::new();
@@ -338,11 +357,17 @@ fn capture(
                 if !ctx.declared_captures.contains(name) {
                     return Err(fail(format!(
                         "capture {name:?} is not declared by the action (declared: {})",
-                        if ctx.declared_captures.is_empty() { "none".to_owned() } else { ctx.declared_captures.join(", ") }
+                        if ctx.declared_captures.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            ctx.declared_captures.join(", ")
+                        }
                     )));
                 }
                 let target = ctx.call.captures.get(name).cloned().ok_or_else(|| {
-                    fail(format!("the step maps no secret to capture {name:?}; add it to the step's secrets"))
+                    fail(format!(
+                        "the step maps no secret to capture {name:?}; add it to the step's secrets"
+                    ))
                 })?;
                 (name.clone(), target)
             }
@@ -370,11 +395,13 @@ fn capture(
             http::CaptureSource::JsonPointer(ptr) => {
                 if json.is_none() {
                     json = Some(
-                        serde_json::from_slice(body).map_err(|e| fail(format!("the response is not JSON: {e}")))?,
+                        serde_json::from_slice(body)
+                            .map_err(|e| fail(format!("the response is not JSON: {e}")))?,
                     );
                 }
                 let doc = json.as_mut().ok_or_else(|| fail("no JSON".to_owned()))?;
-                let taken = take_pointer(doc, ptr).ok_or_else(|| fail(format!("the response has nothing at {ptr}")))?;
+                let taken = take_pointer(doc, ptr)
+                    .ok_or_else(|| fail(format!("the response has nothing at {ptr}")))?;
                 match taken {
                     Value::String(s) => s,
                     Value::Number(n) => n.to_string(),
@@ -409,7 +436,11 @@ fn capture(
 fn take_pointer(doc: &mut Value, ptr: &str) -> Option<Value> {
     let (parent, last) = ptr.rsplit_once('/')?;
     let last = last.replace("~1", "/").replace("~0", "~");
-    let parent = if parent.is_empty() { doc } else { doc.pointer_mut(parent)? };
+    let parent = if parent.is_empty() {
+        doc
+    } else {
+        doc.pointer_mut(parent)?
+    };
     match parent {
         Value::Object(m) => m.shift_remove(&last),
         Value::Array(a) => {

@@ -77,7 +77,9 @@ pub enum PackageError {
     CoreModule { path: String },
     #[error("{path}: the component cannot be parsed: {reason}")]
     Corrupt { path: String, reason: String },
-    #[error("{path}: no `{MANIFEST_SECTION}` custom section; was it built with rota-plugin-sdk's plugin! macro?")]
+    #[error(
+        "{path}: no `{MANIFEST_SECTION}` custom section; was it built with rota-plugin-sdk's plugin! macro?"
+    )]
     NoManifest { path: String },
     #[error("{path}: no `{ABI_SECTION}` custom section; was it built with rota-plugin-sdk's plugin! macro?")]
     NoAbi { path: String },
@@ -87,7 +89,11 @@ pub enum PackageError {
         "{path}: plugin {plugin:?} was built for plugin ABI {abi}, which this host does not support (supported: {})",
         SUPPORTED_ABIS.join(", ")
     )]
-    UnsupportedAbi { path: String, plugin: String, abi: String },
+    UnsupportedAbi {
+        path: String,
+        plugin: String,
+        abi: String,
+    },
 }
 
 /// The custom sections found anywhere in a component (including its nested
@@ -101,10 +107,14 @@ pub struct Sections {
 /// Checks the file is a component and extracts rota's sections.
 pub fn read_sections(path: &str, bytes: &[u8]) -> Result<Sections, PackageError> {
     if wasmparser::Parser::is_core_wasm(bytes) {
-        return Err(PackageError::CoreModule { path: path.to_owned() });
+        return Err(PackageError::CoreModule {
+            path: path.to_owned(),
+        });
     }
     if !wasmparser::Parser::is_component(bytes) {
-        return Err(PackageError::NotWasm { path: path.to_owned() });
+        return Err(PackageError::NotWasm {
+            path: path.to_owned(),
+        });
     }
     let mut sections = Sections::default();
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
@@ -129,10 +139,12 @@ pub fn read_sections(path: &str, bytes: &[u8]) -> Result<Sections, PackageError>
 /// well-formed manifest, built for an ABI this host supports.
 pub fn parse(path: &str, bytes: &[u8]) -> Result<(Manifest, String), PackageError> {
     let sections = read_sections(path, bytes)?;
-    let raw = sections
-        .manifest
-        .ok_or_else(|| PackageError::NoManifest { path: path.to_owned() })?;
-    let abi_raw = sections.abi.ok_or_else(|| PackageError::NoAbi { path: path.to_owned() })?;
+    let raw = sections.manifest.ok_or_else(|| PackageError::NoManifest {
+        path: path.to_owned(),
+    })?;
+    let abi_raw = sections.abi.ok_or_else(|| PackageError::NoAbi {
+        path: path.to_owned(),
+    })?;
     let bad = |reason: String| PackageError::BadManifest {
         path: path.to_owned(),
         reason,
@@ -177,7 +189,8 @@ fn validate(m: &Manifest) -> Result<(), String> {
     let name_ok = |s: &str| {
         !s.is_empty()
             && s.len() <= 64
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     };
     if !name_ok(&m.name) {
         return Err(format!(
@@ -200,8 +213,12 @@ fn validate(m: &Manifest) -> Result<(), String> {
             return Err(format!("action {:?} is declared twice", a.name));
         }
         for (what, schema) in [("input", &a.input), ("output", &a.output)] {
-            jsonschema::validator_for(schema)
-                .map_err(|e| format!("action {:?}: the {what} schema is not a valid JSON Schema: {e}", a.name))?;
+            jsonschema::validator_for(schema).map_err(|e| {
+                format!(
+                    "action {:?}: the {what} schema is not a valid JSON Schema: {e}",
+                    a.name
+                )
+            })?;
         }
     }
     Ok(())

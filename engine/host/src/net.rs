@@ -45,7 +45,9 @@ impl Resolver for StaticResolver {
         let answer = self.0.get(&host.to_ascii_lowercase()).cloned();
         let host = host.to_owned();
         Box::pin(async move {
-            answer.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host}: unknown name")))
+            answer.ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host}: unknown name"))
+            })
         })
     }
 }

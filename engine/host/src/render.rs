@@ -88,7 +88,12 @@ pub fn list_text(host: &PluginHost) -> String {
         out.push_str("no plugins installed\n");
     }
     for e in entries {
-        let modeled = e.manifest.actions.iter().filter(|a| a.basis == BasisName::Modeled).count();
+        let modeled = e
+            .manifest
+            .actions
+            .iter()
+            .filter(|a| a.basis == BasisName::Modeled)
+            .count();
         out.push_str(&format!(
             "{} {}  abi {}  {} actions ({} modeled{})  target {}  sha256:{}\n",
             e.manifest.name,
@@ -96,7 +101,11 @@ pub fn list_text(host: &PluginHost) -> String {
             e.abi,
             e.manifest.actions.len(),
             modeled,
-            if modeled > 0 && !e.modeled_enabled() { ", disabled" } else { "" },
+            if modeled > 0 && !e.modeled_enabled() {
+                ", disabled"
+            } else {
+                ""
+            },
             e.target.as_ref().map(|t| t.name.as_str()).unwrap_or("(none)"),
             &e.digest[..12.min(e.digest.len())],
         ));
@@ -185,12 +194,24 @@ pub fn inspect_text(host: &PluginHost, name: &str) -> Option<String> {
     let g = granted(e);
     o.push_str(&format!(
         "    granted origins: {}\n",
-        if g.is_empty() { "none".to_owned() } else { g.join(", ") }
+        if g.is_empty() {
+            "none".to_owned()
+        } else {
+            g.join(", ")
+        }
     ));
     o.push_str(&format!(
         "  reveal:  {}\n  modeled actions: {}\n",
-        if e.reveal_granted() { "granted" } else { "not granted" },
-        if e.modeled_enabled() { "enabled" } else { "disabled" }
+        if e.reveal_granted() {
+            "granted"
+        } else {
+            "not granted"
+        },
+        if e.modeled_enabled() {
+            "enabled"
+        } else {
+            "disabled"
+        }
     ));
     let l = e.limits();
     o.push_str(&format!(

@@ -71,7 +71,9 @@ impl Request {
 
     /// `Authorization: Bearer <secret>`.
     pub fn bearer(mut self, secret: &Handle) -> Self {
-        self.inner.inject.push(wit::Injection::Bearer(secret.handle.clone()));
+        self.inner
+            .inject
+            .push(wit::Injection::Bearer(secret.handle.clone()));
         self
     }
 
@@ -105,7 +107,9 @@ impl Request {
 
     /// Replace `{"$secret": <handle>}` in the JSON body by the value.
     pub fn json_secret(mut self, secret: &Handle) -> Self {
-        self.inner.inject.push(wit::Injection::JsonBody(secret.handle.clone()));
+        self.inner
+            .inject
+            .push(wit::Injection::JsonBody(secret.handle.clone()));
         self
     }
 
@@ -205,9 +209,13 @@ impl Response {
 
     /// The handle a capture produced.
     pub fn captured(&self, name: &str) -> Option<Handle> {
-        self.inner.captured.iter().find(|c| c.name == name).map(|c| Handle {
-            handle: c.handle.clone(),
-        })
+        self.inner
+            .captured
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| Handle {
+                handle: c.handle.clone(),
+            })
     }
 
     /// Fails with the typed error for any status outside 2xx.
@@ -219,7 +227,11 @@ impl Response {
             .header("retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| s.saturating_mul(1000));
-        Err(Error::from_status(self.inner.status, retry_after_ms, &self.inner.body))
+        Err(Error::from_status(
+            self.inner.status,
+            retry_after_ms,
+            &self.inner.body,
+        ))
     }
 
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {

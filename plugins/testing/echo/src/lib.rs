@@ -63,7 +63,11 @@ fn create_key(ctx: &Context, input: CreateIn) -> Result<Value, Error> {
         .send()?
         .error_for_status()?;
     let body: Value = resp.json()?;
-    let key_id = body.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let key_id = body
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let secret = resp
         .captured("secret")
         .ok_or_else(|| Error::Internal("no secret captured".to_owned()))?;
@@ -112,6 +116,9 @@ fn session(_ctx: &Context, input: SessionIn) -> Result<Value, Error> {
     let token = login
         .captured("token")
         .ok_or_else(|| Error::Internal("no token".to_owned()))?;
-    let resp = http::get(&format!("{}/me", input.url)).bearer(&token).send()?.error_for_status()?;
+    let resp = http::get(&format!("{}/me", input.url))
+        .bearer(&token)
+        .send()?
+        .error_for_status()?;
     resp.json()
 }

@@ -90,7 +90,9 @@ struct UrlIn {
 }
 
 fn capture_undeclared(_ctx: &Context, input: UrlIn) -> Result<Value, Error> {
-    let resp = http::post(&input.url).capture_json("/secret", "somewhere-else").send()?;
+    let resp = http::post(&input.url)
+        .capture_json("/secret", "somewhere-else")
+        .send()?;
     Ok(json!({"status": resp.status()}))
 }
 

@@ -27,10 +27,12 @@ mod bindings {
     export!(Evil);
 }
 
-
 const MANIFEST: &[u8] = include_bytes!("../rota-plugin.json");
 
-#[allow(unsafe_code, reason = "link_section only names the custom section the host reads")]
+#[allow(
+    unsafe_code,
+    reason = "link_section only names the custom section the host reads"
+)]
 #[unsafe(link_section = "rota-plugin-manifest")]
 #[used]
 static ROTA_MANIFEST: [u8; MANIFEST.len()] = {
@@ -43,7 +45,10 @@ static ROTA_MANIFEST: [u8; MANIFEST.len()] = {
     out
 };
 
-#[allow(unsafe_code, reason = "link_section only names the custom section the host reads")]
+#[allow(
+    unsafe_code,
+    reason = "link_section only names the custom section the host reads"
+)]
 #[unsafe(link_section = "rota-plugin-abi")]
 #[used]
 static ROTA_ABI: [u8; 5] = *b"1.0.0";
