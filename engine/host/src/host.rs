@@ -296,6 +296,27 @@ impl PluginHost {
             .cloned()
     }
 
+    /// Instantiates a plugin in a fresh store without calling it, for
+    /// benchmarks.
+    #[doc(hidden)]
+    pub async fn instantiate_only(&self, name: &str) -> Result<(), HostError> {
+        let entry = self
+            .inner
+            .plugins
+            .get(name)
+            .cloned()
+            .ok_or_else(|| HostError::NoSuchPlugin(name.to_owned()))?;
+        let ready = self.ready(&entry).await?;
+        let mut store = Store::new(&self.inner.engine, bench_state(&entry, ready.client.clone()));
+        store.set_epoch_deadline(u64::MAX / 2);
+        ready
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map(|_| ())
+            .map_err(|e| HostError::Engine(e.to_string()))
+    }
+
     /// Compiles a plugin file without the cache, for benchmarks.
     pub fn compile_uncached(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
         Component::new(&self.inner.engine, bytes)
@@ -713,6 +734,44 @@ impl PluginHost {
             )));
         }
         Ok(output)
+    }
+}
+
+fn bench_state(entry: &PluginEntry, client: reqwest::Client) -> State {
+    let scope = Arc::new(rota_core::SecretScope::new(Arc::new(rota_core::MemoryStore::new()), "bench"));
+    let call = ActionCall {
+        run_id: String::new(),
+        step_id: String::new(),
+        attempt: 1,
+        idempotency_key: String::new(),
+        plugin: entry.manifest.name.clone(),
+        action: String::new(),
+        input: Value::Null,
+        captures: BTreeMap::new(),
+        secrets: scope,
+    };
+    State {
+        wasi: WasiCtxBuilder::new().build(),
+        table: ResourceTable::new(),
+        limiter: Limiter {
+            max_memory: entry.limits().memory_bytes(),
+            hit: false,
+        },
+        ctx: Arc::new(CallCtx {
+            plugin: entry.manifest.name.clone(),
+            action: String::new(),
+            call,
+            policy: entry.policy.clone(),
+            client,
+            limits: entry.limits(),
+            declared_captures: Vec::new(),
+            reveal: false,
+            target: String::new(),
+        }),
+        started: Instant::now(),
+        host_time: Duration::ZERO,
+        stop: None,
+        requests: 0,
     }
 }
 
