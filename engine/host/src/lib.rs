@@ -1,1 +1,39 @@
-//! The WebAssembly plugin host (see issue: plugin host).
+//! rota's WebAssembly plugin host.
+//!
+//! Plugins are wasm components (`rota:plugin@1.0.0`, see `wit/`) run on one
+//! wasmtime engine with a fresh store per call, memory/CPU/wall limits, and
+//! deny-by-default capabilities decided by [`caps::HttpPolicy`]. The
+//! executor sees the host only through [`rota_core::ActionCatalog`] and
+//! [`rota_core::ActionRunner`], both implemented by [`PluginHost`].
+//!
+//! Entry points for the CLI: [`config::user_sources`] + [`config::load_config`]
+//! to read `rota.yaml`, [`PluginHost::new`] (or [`PluginHost::rehearsal`]),
+//! and [`render::list`] / [`render::inspect`] for `rota plugins`.
+
+pub mod bindings;
+pub mod cache;
+pub mod caps;
+pub mod config;
+mod host;
+mod imports;
+pub mod manifest;
+pub mod net;
+pub mod render;
+
+pub use cache::Loaded;
+pub use config::{Config, Limits, Modeled, Source, TargetConfig, load_config, user_sources};
+pub use host::{BrokenPlugin, HostError, HostOptions, PluginEntry, PluginHost, shared_engine};
+pub use net::{Resolver, StaticResolver, SystemResolver};
+
+/// Paths of the test plugins `build.rs` builds from `plugins/testing/*`
+/// (release, wasm32-wasip2, into `plugins/target`). For tests and benches.
+pub mod test_plugins {
+    /// Well-behaved: echo, noop, HTTP with secret injection and capture.
+    pub const ECHO: &str = env!("ROTA_TEST_PLUGIN_ECHO");
+    /// Misbehaves on purpose: loops, bombs, recursion, panics, bad HTTP.
+    pub const HOSTILE: &str = env!("ROTA_TEST_PLUGIN_HOSTILE");
+    /// Claims plugin ABI 9.0.0.
+    pub const FUTURE_ABI: &str = env!("ROTA_TEST_PLUGIN_FUTURE_ABI");
+    /// Imports `rota:evil/backdoor`, which no host provides.
+    pub const MISSING_IMPORT: &str = env!("ROTA_TEST_PLUGIN_MISSING_IMPORT");
+}

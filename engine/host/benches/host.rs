@@ -1,0 +1,104 @@
+//! Plugin host benchmarks: cold compile vs cached load, instantiate, a no-op
+//! call, and one HTTP call through a plugin vs plain reqwest.
+//!
+//! Run: `cargo bench -p rota-host --bench host`
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use criterion::{Criterion, criterion_group, criterion_main};
+use rota_core::{ActionCall, ActionRunner, MemoryStore, SecretScope};
+use rota_host::config::PluginConfig;
+use rota_host::{Config, HostOptions, PluginHost, TargetConfig};
+use serde_json::{Value, json};
+
+fn call(scope: &Arc<SecretScope>, action: &str, input: Value) -> ActionCall {
+    ActionCall {
+        run_id: "bench".into(),
+        step_id: "s".into(),
+        attempt: 1,
+        idempotency_key: "k".into(),
+        plugin: "echo".into(),
+        action: action.into(),
+        input,
+        captures: BTreeMap::new(),
+        secrets: scope.clone(),
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = Router::new().route("/json", get(|| async { axum::Json(json!({"ok": true})) }));
+    rt.spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let origin = format!("http://127.0.0.1:{}", addr.port());
+    let url = format!("{origin}/json");
+
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::default();
+    config.plugins.insert(
+        "echo".into(),
+        PluginConfig {
+            targets: vec![TargetConfig::rehearsal(vec![origin.clone()])],
+        },
+    );
+    let mut opts = HostOptions::new(state.path());
+    opts.extra_plugins = vec![PathBuf::from(rota_host::test_plugins::ECHO)];
+    let host = PluginHost::new(&config, opts).expect("host");
+    let bytes = std::fs::read(rota_host::test_plugins::ECHO).expect("echo plugin");
+    let scope = Arc::new(SecretScope::new(Arc::new(MemoryStore::new()), "bench"));
+
+    let mut g = c.benchmark_group("plugin-load");
+    g.sample_size(10);
+    g.bench_function("cold compile (echo, 180 KB)", |b| {
+        b.iter(|| black_box(host.compile_uncached(&bytes).expect("compile")))
+    });
+    host.load_cached(&bytes).expect("warm the cache");
+    g.bench_function("cached load", |b| {
+        b.iter(|| black_box(host.load_cached(&bytes).expect("load")))
+    });
+    g.finish();
+
+    rt.block_on(host.preload("echo")).expect("preload");
+    c.bench_function("instantiate", |b| {
+        b.iter(|| rt.block_on(host.instantiate_only("echo")).expect("instantiate"))
+    });
+    c.bench_function("no-op action call (instantiate + validate + call)", |b| {
+        b.iter(|| rt.block_on(host.invoke(call(&scope, "noop", json!({})))).expect("noop"))
+    });
+
+    let mut g = c.benchmark_group("one-http-call");
+    g.bench_function("plugin action (echo.get)", |b| {
+        b.iter(|| {
+            rt.block_on(host.invoke(call(&scope, "get", json!({"url": url}))))
+                .expect("get")
+        })
+    });
+    let client = reqwest::Client::new();
+    g.bench_function("plain reqwest", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let r = client.get(&url).send().await.expect("send");
+                let v: Value = r.json().await.expect("json");
+                black_box(v)
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(host_benches, benches);
+criterion_main!(host_benches);

@@ -1,0 +1,97 @@
+//! Builds the plugins workspace (SDK + test plugins) for wasm32-wasip2 in ONE
+//! cargo invocation into `plugins/target` (never this build's target
+//! directory: cargo would deadlock on its own lock), and exports the paths of
+//! the test plugins as `ROTA_TEST_PLUGIN_*` for `rota_host::test_plugins`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+const PLUGINS: &[(&str, &str)] = &[
+    ("ECHO", "rota_test_echo"),
+    ("HOSTILE", "rota_test_hostile"),
+    ("FUTURE_ABI", "rota_test_future_abi"),
+    ("MISSING_IMPORT", "rota_test_missing_import"),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
+    let root = manifest_dir.join("../..");
+    let plugins = root.join("plugins");
+    for p in [
+        "plugins/Cargo.toml",
+        "plugins/Cargo.lock",
+        "plugins/sdk",
+        "plugins/testing",
+        "wit",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(p).display());
+    }
+    let target_dir = plugins.join("target");
+    let out = target_dir.join(TARGET).join("release");
+    for (key, file) in PLUGINS {
+        println!(
+            "cargo:rustc-env=ROTA_TEST_PLUGIN_{key}={}",
+            out.join(format!("{file}.wasm")).display()
+        );
+    }
+    ensure_target();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--target", TARGET, "--manifest-path"])
+        .arg(plugins.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // Nothing from this (host) build may leak into the wasm build.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_MAKEFLAGS"
+            || k == "RUSTFLAGS"
+            || k == "RUSTC"
+            || k == "RUSTC_WRAPPER"
+            || k == "RUSTC_WORKSPACE_WRAPPER"
+            || k == "RUSTDOC"
+        {
+            cmd.env_remove(k);
+        }
+    }
+    let status = cmd.status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            panic!("building the plugins workspace (plugins/) for {TARGET} failed: {s}; see the output above")
+        }
+        Err(e) => panic!("cannot run cargo to build the plugins workspace: {e}"),
+    }
+    for (_, file) in PLUGINS {
+        let p = out.join(format!("{file}.wasm"));
+        assert!(
+            Path::new(&p).is_file(),
+            "the plugins build did not produce {}",
+            p.display()
+        );
+    }
+}
+
+/// Installs the wasm target with rustup when it is missing.
+fn ensure_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let installed = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .is_some_and(|dir| dir.is_dir());
+    if installed {
+        return;
+    }
+    println!("cargo:warning=installing the {TARGET} Rust target with rustup");
+    let ok = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "the {TARGET} Rust target is missing and `rustup target add {TARGET}` failed; install it and rebuild"
+    );
+}

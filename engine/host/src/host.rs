@@ -1,0 +1,889 @@
+//! The plugin host: discovery, the shared engine, per-call stores and
+//! limits, and the [`ActionCatalog`]/[`ActionRunner`] the executor uses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use rota_core::{ActionCall, ActionCatalog, ActionError, ActionRunner, ActionSpec, Basis, SecretRef};
+use serde_json::Value;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::{SUPPORTED_ABIS, v1};
+use crate::cache::{ArtifactCache, Loaded};
+use crate::caps::{HttpPolicy, OriginPattern};
+use crate::config::{Config, Limits, Modeled, TargetConfig};
+use crate::manifest::{self, Manifest, PackageError};
+use crate::net::{PolicyResolver, Resolver, SystemResolver};
+
+/// How often the engine's epoch advances; the CPU budget's resolution.
+const TICK: Duration = Duration::from_millis(1);
+/// Guest output kept per call and stream.
+const OUTPUT_CAP: usize = 64 * 1024;
+
+/// Options the CLI passes besides the config.
+#[derive(Clone)]
+pub struct HostOptions {
+    /// rota's state directory; the compiled-plugin cache lives in
+    /// `<state_dir>/plugin-cache` (0700).
+    pub state_dir: PathBuf,
+    /// Which of each plugin's targets to use (`--target`); `None` picks a
+    /// plugin's only target.
+    pub target: Option<String>,
+    /// Name resolution for plugin HTTP; `None` is the system resolver.
+    pub resolver: Option<Arc<dyn Resolver>>,
+    /// Plugin files loaded besides those found in `plugin_dirs`.
+    pub extra_plugins: Vec<PathBuf>,
+}
+
+impl HostOptions {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            target: None,
+            resolver: None,
+            extra_plugins: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for HostOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostOptions")
+            .field("state_dir", &self.state_dir)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot set up the plugin engine: {0}")]
+    Engine(String),
+    #[error("cannot use the plugin cache directory {path}: {source}")]
+    Cache { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error("plugin {plugin:?} ({path}): {reason}")]
+    Load {
+        plugin: String,
+        path: String,
+        reason: String,
+    },
+    #[error("no plugin named {0:?}")]
+    NoSuchPlugin(String),
+}
+
+/// A plugin file found on disk: its manifest (read without running it) or
+/// why it cannot be used.
+pub struct PluginEntry {
+    pub path: PathBuf,
+    pub digest: String,
+    pub manifest: Manifest,
+    pub abi: String,
+    pub target: Option<TargetConfig>,
+    pub policy: HttpPolicy,
+    validators: BTreeMap<String, (jsonschema::Validator, jsonschema::Validator)>,
+    secret_fields: BTreeMap<String, Vec<String>>,
+    ready: tokio::sync::OnceCell<Arc<Ready>>,
+    bytes: Mutex<Option<Arc<Vec<u8>>>>,
+}
+
+/// A compiled plugin, linked and ready to instantiate.
+struct Ready {
+    pre: v1::PluginPre<State>,
+    client: reqwest::Client,
+}
+
+/// A file in a plugin directory that could not be loaded.
+#[derive(Debug, Clone)]
+pub struct BrokenPlugin {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<State>,
+    cache: ArtifactCache,
+    plugins: BTreeMap<String, Arc<PluginEntry>>,
+    broken: Vec<BrokenPlugin>,
+    resolver: Arc<dyn Resolver>,
+    target_name: Option<String>,
+}
+
+/// The plugin host. Cheap to clone; implements [`ActionCatalog`] and
+/// [`ActionRunner`].
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("plugins", &self.inner.plugins.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The process's one engine: async, epoch interruption (ticked every
+/// millisecond by a background thread), pooling allocator.
+pub fn shared_engine() -> Result<Engine, HostError> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let mut cfg = wasmtime::Config::new();
+            cfg.wasm_component_model(true);
+            cfg.epoch_interruption(true);
+            cfg.max_wasm_stack(512 * 1024);
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(128)
+                .total_core_instances(1024)
+                .total_memories(256)
+                .total_tables(1024)
+                .total_stacks(128)
+                .max_memory_size(1 << 30);
+            cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            let engine = Engine::new(&cfg).map_err(|e| e.to_string())?;
+            let weak = engine.weak();
+            std::thread::Builder::new()
+                .name("rota-epoch".into())
+                .spawn(move || {
+                    while let Some(engine) = weak.upgrade() {
+                        engine.increment_epoch();
+                        drop(engine);
+                        std::thread::sleep(TICK);
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(engine)
+        })
+        .clone()
+        .map_err(HostError::Engine)
+}
+
+impl PluginHost {
+    /// Discovers the plugins in `config.plugin_dirs` (and
+    /// `opts.extra_plugins`), reading their manifests. Nothing is compiled
+    /// until an action is first invoked (or [`PluginHost::preload`]).
+    pub fn new(config: &Config, opts: HostOptions) -> Result<Self, HostError> {
+        let engine = shared_engine()?;
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| HostError::Engine(e.to_string()))?;
+        v1::Plugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(|e| HostError::Engine(e.to_string()))?;
+        let cache_dir = opts.state_dir.join("plugin-cache");
+        let cache = ArtifactCache::open(&cache_dir).map_err(|source| HostError::Cache {
+            path: cache_dir.display().to_string(),
+            source,
+        })?;
+
+        let mut files = Vec::new();
+        for dir in &config.plugin_dirs {
+            let Ok(read) = std::fs::read_dir(dir) else {
+                tracing::debug!(dir = %dir.display(), "plugin directory not readable, skipped");
+                continue;
+            };
+            let mut found: Vec<PathBuf> = read
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        }
+        files.extend(opts.extra_plugins.iter().cloned());
+
+        let mut plugins = BTreeMap::new();
+        let mut broken = Vec::new();
+        for path in files {
+            match read_entry(&path, config, opts.target.as_deref()) {
+                Ok(entry) => {
+                    if plugins.contains_key(&entry.manifest.name) {
+                        broken.push(BrokenPlugin {
+                            path: path.clone(),
+                            error: format!(
+                                "plugin {:?} is already loaded from an earlier directory; this copy is ignored",
+                                entry.manifest.name
+                            ),
+                        });
+                        continue;
+                    }
+                    plugins.insert(entry.manifest.name.clone(), Arc::new(entry));
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "plugin not loaded");
+                    broken.push(BrokenPlugin {
+                        path,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                plugins,
+                broken,
+                resolver: opts.resolver.unwrap_or_else(|| Arc::new(SystemResolver)),
+                target_name: opts.target,
+            }),
+        })
+    }
+
+    /// The host for a rehearsal: every plugin in `simulators` gets a
+    /// `rehearsal` target granted exactly those loopback origins, with
+    /// modeled actions enabled.
+    pub fn rehearsal(
+        plugin_dirs: Vec<PathBuf>,
+        simulators: BTreeMap<String, Vec<String>>,
+        state_dir: &Path,
+    ) -> Result<Self, HostError> {
+        let config = Config::rehearsal(plugin_dirs, simulators);
+        let mut opts = HostOptions::new(state_dir);
+        opts.target = Some("rehearsal".to_owned());
+        Self::new(&config, opts)
+    }
+
+    pub fn plugin(&self, name: &str) -> Option<&PluginEntry> {
+        self.inner.plugins.get(name).map(|p| &**p)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &PluginEntry> {
+        self.inner.plugins.values().map(|p| &**p)
+    }
+
+    pub fn broken(&self) -> &[BrokenPlugin] {
+        &self.inner.broken
+    }
+
+    pub fn target_name(&self) -> Option<&str> {
+        self.inner.target_name.as_deref()
+    }
+
+    pub fn cache_dir(&self) -> &Path {
+        self.inner.cache.dir()
+    }
+
+    /// Compiles (or loads from the cache) and links a plugin now.
+    pub async fn preload(&self, name: &str) -> Result<(), HostError> {
+        let entry = self
+            .inner
+            .plugins
+            .get(name)
+            .cloned()
+            .ok_or_else(|| HostError::NoSuchPlugin(name.to_owned()))?;
+        self.ready(&entry).await.map(|_| ())
+    }
+
+    async fn ready(&self, entry: &Arc<PluginEntry>) -> Result<Arc<Ready>, HostError> {
+        let inner = self.inner.clone();
+        let e2 = entry.clone();
+        entry
+            .ready
+            .get_or_try_init(|| async move {
+                let task = tokio::task::spawn_blocking(move || link(&inner, &e2));
+                task.await.map_err(|e| HostError::Engine(e.to_string()))?
+            })
+            .await
+            .cloned()
+    }
+
+    /// Instantiates a plugin in a fresh store without calling it, for
+    /// benchmarks.
+    #[doc(hidden)]
+    pub async fn instantiate_only(&self, name: &str) -> Result<(), HostError> {
+        let entry = self
+            .inner
+            .plugins
+            .get(name)
+            .cloned()
+            .ok_or_else(|| HostError::NoSuchPlugin(name.to_owned()))?;
+        let ready = self.ready(&entry).await?;
+        let mut store = Store::new(&self.inner.engine, bench_state(&entry, ready.client.clone()));
+        store.set_epoch_deadline(u64::MAX / 2);
+        ready
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map(|_| ())
+            .map_err(|e| HostError::Engine(e.to_string()))
+    }
+
+    /// Compiles a plugin file without the cache, for benchmarks.
+    pub fn compile_uncached(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        Component::new(&self.inner.engine, bytes)
+    }
+
+    /// Loads a plugin file through the cache, for benchmarks.
+    pub fn load_cached(&self, bytes: &[u8]) -> wasmtime::Result<(Component, Loaded)> {
+        let digest = crate::cache::digest(bytes);
+        self.inner.cache.load(&self.inner.engine, &digest, bytes)
+    }
+}
+
+fn read_entry(path: &Path, config: &Config, target: Option<&str>) -> Result<PluginEntry, HostError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| HostError::Load {
+        plugin: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    let (manifest, abi) = manifest::parse(&shown, &bytes)?;
+    let target = config.target(&manifest.name, target).cloned();
+    let load_err = |reason: String| HostError::Load {
+        plugin: manifest.name.clone(),
+        path: shown.clone(),
+        reason,
+    };
+    let mut validators = BTreeMap::new();
+    let mut secret_fields = BTreeMap::new();
+    for a in &manifest.actions {
+        let input = jsonschema::validator_for(&a.input).map_err(|e| load_err(e.to_string()))?;
+        let output = jsonschema::validator_for(&a.output).map_err(|e| load_err(e.to_string()))?;
+        validators.insert(a.name.clone(), (input, output));
+        secret_fields.insert(a.name.clone(), manifest::secret_fields(&a.input));
+    }
+    let declared = manifest
+        .origins
+        .iter()
+        .filter_map(|o| OriginPattern::parse(o).ok())
+        .collect();
+    let granted = target
+        .as_ref()
+        .map(|t| {
+            t.origins
+                .iter()
+                .filter_map(|o| OriginPattern::parse(o).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let policy = HttpPolicy {
+        plugin: manifest.name.clone(),
+        declared,
+        granted,
+        rehearsal: target.as_ref().is_some_and(|t| t.rehearsal),
+    };
+    Ok(PluginEntry {
+        path: path.to_owned(),
+        digest: crate::cache::digest(&bytes),
+        manifest,
+        abi,
+        target,
+        policy,
+        validators,
+        secret_fields,
+        ready: tokio::sync::OnceCell::new(),
+        bytes: Mutex::new(Some(Arc::new(bytes))),
+    })
+}
+
+/// Imports a plugin may have: ours, and the WASI p2 interfaces every guest
+/// toolchain links.
+fn import_provided(name: &str) -> bool {
+    if let Some(rest) = name.strip_prefix("rota:plugin/") {
+        let Some((iface, version)) = rest.split_once('@') else {
+            return false;
+        };
+        return matches!(iface, "types" | "http" | "secrets" | "log" | "clock")
+            && manifest::abi_supported(version);
+    }
+    [
+        "wasi:cli/",
+        "wasi:io/",
+        "wasi:clocks/",
+        "wasi:random/",
+        "wasi:filesystem/",
+        "wasi:sockets/",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
+fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
+    let err = |reason: String| HostError::Load {
+        plugin: entry.manifest.name.clone(),
+        path: entry.path.display().to_string(),
+        reason,
+    };
+    let bytes = match entry.bytes.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        Some(b) => b,
+        None => Arc::new(std::fs::read(&entry.path).map_err(|e| err(e.to_string()))?),
+    };
+    if crate::cache::digest(&bytes) != entry.digest {
+        return Err(err("the file changed since its manifest was read".to_owned()));
+    }
+    let (component, how) = inner
+        .cache
+        .load(&inner.engine, &entry.digest, &bytes)
+        .map_err(|e| err(format!("cannot compile: {e}")))?;
+    tracing::debug!(plugin = %entry.manifest.name, ?how, "plugin loaded");
+    let ty = component.component_type();
+    for (name, _) in ty.imports(&inner.engine) {
+        if !import_provided(name) {
+            return Err(err(format!(
+                "it imports `{name}`, which this host does not provide (it provides rota:plugin@{} \
+                 and WASI p2 without files, environment or network)",
+                SUPPORTED_ABIS.join(", ")
+            )));
+        }
+    }
+    let pre = inner
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|e| err(format!("cannot link: {e}")))?;
+    let pre =
+        v1::PluginPre::new(pre).map_err(|e| err(format!("does not export rota:plugin's invoke: {e}")))?;
+    let limits = entry.limits();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(PolicyResolver {
+            inner: inner.resolver.clone(),
+            policy: entry.policy.clone(),
+        }))
+        .connect_timeout(Duration::from_millis(limits.connect_timeout_ms))
+        .read_timeout(Duration::from_millis(limits.read_timeout_ms))
+        .build()
+        .map_err(|e| err(format!("cannot build its HTTP client: {e}")))?;
+    Ok(Arc::new(Ready { pre, client }))
+}
+
+impl PluginEntry {
+    pub fn limits(&self) -> Limits {
+        self.target
+            .as_ref()
+            .map(|t| t.limits.clamped())
+            .unwrap_or_default()
+    }
+
+    pub fn modeled_enabled(&self) -> bool {
+        self.target
+            .as_ref()
+            .is_some_and(|t| t.modeled == Modeled::Enabled)
+    }
+
+    pub fn reveal_granted(&self) -> bool {
+        self.target.as_ref().is_some_and(|t| t.reveal)
+    }
+}
+
+impl ActionCatalog for PluginHost {
+    fn plugins(&self) -> Vec<String> {
+        self.inner.plugins.keys().cloned().collect()
+    }
+
+    fn lookup(&self, plugin: &str, action: &str) -> Option<ActionSpec> {
+        let entry = self.inner.plugins.get(plugin)?;
+        entry.manifest.action(action).map(|a| entry.manifest.spec(a))
+    }
+
+    fn is_enabled(&self, spec: &ActionSpec) -> bool {
+        match spec.basis {
+            Basis::Documented => true,
+            Basis::Modeled => self
+                .inner
+                .plugins
+                .get(&spec.plugin)
+                .is_some_and(|e| e.modeled_enabled()),
+        }
+    }
+}
+
+impl ActionRunner for PluginHost {
+    fn invoke(&self, call: ActionCall) -> BoxFuture<'static, Result<Value, ActionError>> {
+        let host = self.clone();
+        Box::pin(async move { host.invoke_inner(call).await })
+    }
+}
+
+/// Why the host stopped a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Cpu,
+}
+
+/// Everything one call's host functions need.
+pub(crate) struct CallCtx {
+    pub plugin: String,
+    pub action: String,
+    pub call: ActionCall,
+    pub policy: HttpPolicy,
+    pub client: reqwest::Client,
+    pub limits: Limits,
+    pub declared_captures: Vec<String>,
+    pub reveal: bool,
+    pub target: String,
+}
+
+/// The store's data: one per call.
+pub(crate) struct State {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: Limiter,
+    pub ctx: Arc<CallCtx>,
+    pub started: Instant,
+    /// Time spent in host calls (HTTP), not charged to the CPU budget.
+    pub host_time: Duration,
+    pub stop: Option<Stop>,
+    pub requests: u32,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Memory limit that remembers being hit.
+pub(crate) struct Limiter {
+    max_memory: usize,
+    hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{} MiB", bytes >> 20)
+}
+
+impl PluginHost {
+    async fn invoke_inner(&self, call: ActionCall) -> Result<Value, ActionError> {
+        let Some(entry) = self.inner.plugins.get(&call.plugin).cloned() else {
+            let known = self.inner.plugins.keys().cloned().collect::<Vec<_>>().join(", ");
+            return Err(ActionError::Internal(format!(
+                "no plugin named {:?} is installed (installed: {})",
+                call.plugin,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known
+                }
+            )));
+        };
+        let plugin = call.plugin.clone();
+        let action = call.action.clone();
+        let what = format!("{plugin}.{action}");
+        let Some(am) = entry.manifest.action(&action).cloned() else {
+            return Err(ActionError::InvalidInput(format!(
+                "plugin {plugin:?} has no action {action:?}"
+            )));
+        };
+        if am.basis == manifest::BasisName::Modeled && !entry.modeled_enabled() {
+            return Err(ActionError::Denied(format!(
+                "{what} is a modeled action (its API is not documented by the vendor) and modeled actions \
+                 are not enabled for target {}; set `modeled: enabled` on the target to allow it",
+                entry
+                    .target
+                    .as_ref()
+                    .map(|t| t.name.as_str())
+                    .unwrap_or("(none configured)")
+            )));
+        }
+        check_input(&entry, &action, &call.input)
+            .map_err(|e| ActionError::InvalidInput(format!("{what}: {e}")))?;
+        let ready = self
+            .ready(&entry)
+            .await
+            .map_err(|e| ActionError::Internal(e.to_string()))?;
+        let limits = entry.limits();
+        let input_text = call.input.to_string();
+        let wit_ctx = v1::rota::plugin::types::Context {
+            run_id: call.run_id.clone(),
+            step_id: call.step_id.clone(),
+            idempotency_key: call.idempotency_key.clone(),
+            attempt: call.attempt,
+            base_url: entry.target.as_ref().and_then(|t| t.base_url.clone()),
+        };
+        let scope = call.secrets.clone();
+        let ctx = Arc::new(CallCtx {
+            plugin: plugin.clone(),
+            action: action.clone(),
+            call,
+            policy: entry.policy.clone(),
+            client: ready.client.clone(),
+            limits: limits.clone(),
+            declared_captures: am.captures.clone(),
+            reveal: entry.reveal_granted(),
+            target: entry.target.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+        });
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let mut store = Store::new(
+            &self.inner.engine,
+            State {
+                wasi,
+                table: ResourceTable::new(),
+                limiter: Limiter {
+                    max_memory: limits.memory_bytes(),
+                    hit: false,
+                },
+                ctx,
+                started: Instant::now(),
+                host_time: Duration::ZERO,
+                stop: None,
+                requests: 0,
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        let cpu = limits.cpu();
+        store.epoch_deadline_callback(move |mut store| {
+            let s = store.data();
+            let used = s.started.elapsed().saturating_sub(s.host_time);
+            if used > cpu {
+                let stop = &mut store.data_mut().stop;
+                *stop = Some(Stop::Cpu);
+                return Err(wasmtime::Error::msg("CPU budget exhausted"));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store.set_epoch_deadline(1);
+
+        let span = tracing::info_span!("plugin.invoke", plugin = %plugin, action = %action);
+        let run = async {
+            let instance = ready.pre.instantiate_async(&mut store).await?;
+            instance
+                .call_invoke(&mut store, &action, &input_text, &wit_ctx)
+                .await
+        };
+        let outcome = tokio::time::timeout(limits.wall(), tracing::Instrument::instrument(run, span)).await;
+        let emit = |stream: &str, pipe: &MemoryOutputPipe| -> Option<String> {
+            let bytes = pipe.contents();
+            let text = scope.redact(&String::from_utf8_lossy(&bytes));
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::info!(target: "rota::plugin", plugin = %plugin, action = %action, stream, "{line}");
+            }
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            match lines.iter().position(|l| l.contains("panicked")) {
+                Some(i) => Some(lines[i..(i + 2).min(lines.len())].join(" ")),
+                None => lines.last().map(|l| (*l).to_owned()),
+            }
+        };
+        emit("stdout", &stdout);
+        let last_err = emit("stderr", &stderr);
+        let state = store.data();
+        let result = match outcome {
+            Err(_) => {
+                return Err(ActionError::Limit(format!(
+                    "{what} exceeded its wall-clock limit of {} ms and was stopped",
+                    limits.wall_ms
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(trap_error(&what, &limits, state, &e, last_err));
+            }
+            Ok(Ok(r)) => r,
+        };
+        let out_text = match result {
+            Ok(s) => s,
+            Err(e) => return Err(map_error(&what, e, &scope)),
+        };
+        let output: Value = serde_json::from_str(&out_text)
+            .map_err(|e| ActionError::BadOutput(format!("{what} returned invalid JSON: {e}")))?;
+        if scope.redact(&out_text) != out_text {
+            return Err(ActionError::BadOutput(format!(
+                "{what} returned a secret value in its output; plugins must return handles"
+            )));
+        }
+        if let Some((_, out_schema)) = entry.validators.get(&action)
+            && let Some(err) = out_schema.iter_errors(&output).next()
+        {
+            return Err(ActionError::BadOutput(format!(
+                "{what}: at {}: {}",
+                pointer_or_root(&err.instance_path.to_string()),
+                err
+            )));
+        }
+        Ok(output)
+    }
+}
+
+fn bench_state(entry: &PluginEntry, client: reqwest::Client) -> State {
+    let scope = Arc::new(rota_core::SecretScope::new(Arc::new(rota_core::MemoryStore::new()), "bench"));
+    let call = ActionCall {
+        run_id: String::new(),
+        step_id: String::new(),
+        attempt: 1,
+        idempotency_key: String::new(),
+        plugin: entry.manifest.name.clone(),
+        action: String::new(),
+        input: Value::Null,
+        captures: BTreeMap::new(),
+        secrets: scope,
+    };
+    State {
+        wasi: WasiCtxBuilder::new().build(),
+        table: ResourceTable::new(),
+        limiter: Limiter {
+            max_memory: entry.limits().memory_bytes(),
+            hit: false,
+        },
+        ctx: Arc::new(CallCtx {
+            plugin: entry.manifest.name.clone(),
+            action: String::new(),
+            call,
+            policy: entry.policy.clone(),
+            client,
+            limits: entry.limits(),
+            declared_captures: Vec::new(),
+            reveal: false,
+            target: String::new(),
+        }),
+        started: Instant::now(),
+        host_time: Duration::ZERO,
+        stop: None,
+        requests: 0,
+    }
+}
+
+fn pointer_or_root(p: &str) -> String {
+    if p.is_empty() {
+        "/".to_owned()
+    } else {
+        p.to_owned()
+    }
+}
+
+fn check_input(entry: &PluginEntry, action: &str, input: &Value) -> Result<(), String> {
+    if let Some((schema, _)) = entry.validators.get(action)
+        && let Some(err) = schema.iter_errors(input).next()
+    {
+        return Err(format!(
+            "input at {}: {}",
+            pointer_or_root(&err.instance_path.to_string()),
+            err
+        ));
+    }
+    for ptr in entry.secret_fields.get(action).into_iter().flatten() {
+        for (at, v) in select(input, ptr) {
+            if SecretRef::from_json(v).is_none() {
+                return Err(format!(
+                    "input field {at} takes a secret handle {{\"$secret\": \"name@version\"}}, not a literal value"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The values at a pointer whose `*` segments match every array item.
+fn select<'a>(value: &'a Value, ptr: &str) -> Vec<(String, &'a Value)> {
+    let mut out = vec![(String::new(), value)];
+    for seg in ptr.split('/').skip(1).filter(|s| !s.is_empty()) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        let mut next = Vec::new();
+        for (at, v) in out {
+            match (seg.as_str(), v) {
+                ("*", Value::Array(items)) => {
+                    next.extend(items.iter().enumerate().map(|(i, x)| (format!("{at}/{i}"), x)))
+                }
+                (key, Value::Object(m)) => {
+                    if let Some(x) = m.get(key) {
+                        next.push((format!("{at}/{key}"), x));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+fn trap_error(
+    what: &str,
+    limits: &Limits,
+    state: &State,
+    e: &wasmtime::Error,
+    stderr: Option<String>,
+) -> ActionError {
+    if state.stop == Some(Stop::Cpu) {
+        return ActionError::Limit(format!(
+            "{what} exceeded its CPU limit of {} ms and was stopped",
+            limits.cpu_ms
+        ));
+    }
+    if state.limiter.hit {
+        return ActionError::Limit(format!(
+            "{what} exceeded its memory limit of {} and was stopped",
+            mib(limits.memory_bytes())
+        ));
+    }
+    let trap = e.downcast_ref::<Trap>().copied();
+    if trap == Some(Trap::StackOverflow) {
+        return ActionError::Limit(format!(
+            "{what} exhausted its call stack (deep recursion) and was stopped"
+        ));
+    }
+    let detail = match trap {
+        Some(t) => t.to_string(),
+        None => format!("{e:#}"),
+    };
+    let stderr = stderr.map(|l| format!("; stderr: {l}")).unwrap_or_default();
+    if trap == Some(Trap::MemoryOutOfBounds) {
+        return ActionError::Internal(format!(
+            "{what} trapped: {detail} (often a stack overflow in the plugin){stderr}"
+        ));
+    }
+    ActionError::Internal(format!("{what} trapped: {detail}{stderr}"))
+}
+
+fn map_error(what: &str, e: v1::rota::plugin::types::Error, scope: &rota_core::SecretScope) -> ActionError {
+    use v1::rota::plugin::types::Error as E;
+    let r = |m: String| scope.redact(&format!("{what}: {m}"));
+    match e {
+        E::InvalidInput(m) => ActionError::InvalidInput(r(m)),
+        E::Unauthorized(m) => ActionError::Unauthorized(r(m)),
+        E::Forbidden(m) => ActionError::Forbidden(r(m)),
+        E::NotFound(m) => ActionError::NotFound(r(m)),
+        E::Conflict(m) => ActionError::Conflict(r(m)),
+        E::RateLimited(ms) => ActionError::RateLimited {
+            retry_after: ms.map(Duration::from_millis),
+        },
+        E::Upstream(u) => ActionError::Upstream {
+            status: u.status,
+            body: scope.redact(&u.body_excerpt.chars().take(500).collect::<String>()),
+        },
+        E::Denied(m) => ActionError::Denied(r(m)),
+        E::Internal(m) => ActionError::Internal(r(m)),
+    }
+}

@@ -1,0 +1,452 @@
+//! The host functions plugins import: http, secrets, log, clock. Every one
+//! runs in a `plugin.<iface>.<fn>` span with plugin and action fields and
+//! never records a secret value.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use rota_core::{CaptureTarget, Provenance, Secret, SecretAccessError, SecretRef};
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::bindings::v1::rota::plugin::{clock, http, log, secrets, types};
+use crate::host::State;
+
+impl types::Host for State {}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl clock::Host for State {
+    async fn now_ms(&mut self) -> u64 {
+        now_ms()
+    }
+}
+
+impl log::Host for State {
+    async fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
+        let scope = &self.ctx.call.secrets;
+        let message = scope.redact(&message);
+        let fields = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", scope.redact(k), scope.redact(v)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (plugin, action) = (&self.ctx.plugin, &self.ctx.action);
+        let _span = tracing::info_span!("plugin.log.log", plugin = %plugin, action = %action).entered();
+        match level {
+            log::Level::Trace => {
+                tracing::trace!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
+            }
+            log::Level::Info => {
+                tracing::info!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
+            }
+            log::Level::Warn => {
+                tracing::warn!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
+            }
+            log::Level::Error => {
+                tracing::error!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
+            }
+        }
+    }
+}
+
+impl secrets::Host for State {
+    async fn reveal(&mut self, handle: String) -> Result<String, String> {
+        let ctx = self.ctx.clone();
+        let _span = tracing::info_span!("plugin.secrets.reveal", plugin = %ctx.plugin, action = %ctx.action)
+            .entered();
+        if !ctx.reveal {
+            let msg = format!(
+                "plugin {:?} may not reveal secrets: the operator has not granted `reveal` for target {:?}",
+                ctx.plugin, ctx.target
+            );
+            tracing::warn!(plugin = %ctx.plugin, action = %ctx.action, handle = %handle, "{msg}");
+            return Err(msg);
+        }
+        let h: SecretRef = handle.parse()?;
+        ctx.call
+            .secrets
+            .value_for(&ctx.plugin, &h)
+            .map(|s| s.expose().to_owned())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl http::Host for State {
+    async fn send(&mut self, req: http::Request) -> Result<http::Response, http::HttpError> {
+        let ctx = self.ctx.clone();
+        let span = tracing::info_span!(
+            "plugin.http.send",
+            plugin = %ctx.plugin,
+            action = %ctx.action,
+            method = ?req.method,
+            origin = tracing::field::Empty,
+            status = tracing::field::Empty,
+        );
+        self.requests += 1;
+        if self.requests > ctx.limits.requests {
+            return Err(http::HttpError::Denied(format!(
+                "{}.{} exceeded its limit of {} HTTP requests per call",
+                ctx.plugin, ctx.action, ctx.limits.requests
+            )));
+        }
+        let start = Instant::now();
+        let result = send(&ctx, req).instrument(span).await;
+        self.host_time += start.elapsed();
+        result
+    }
+}
+
+fn denied(ctx: &crate::host::CallCtx, origin: &str, reason: String) -> http::HttpError {
+    tracing::warn!(
+        plugin = %ctx.plugin,
+        action = %ctx.action,
+        refused_origin = %origin,
+        reason = %reason,
+        "plugin HTTP request denied"
+    );
+    http::HttpError::Denied(format!("{}.{}: {reason}", ctx.plugin, ctx.action))
+}
+
+fn secret_for(ctx: &crate::host::CallCtx, handle: &str) -> Result<Secret, http::HttpError> {
+    let h: SecretRef = handle
+        .parse()
+        .map_err(|e: String| http::HttpError::Invalid(format!("bad secret handle: {e}")))?;
+    ctx.call.secrets.value_for(&ctx.plugin, &h).map_err(|e| match e {
+        SecretAccessError::NotBound { .. } => {
+            tracing::warn!(plugin = %ctx.plugin, action = %ctx.action, handle = %h, "secret injection refused: {e}");
+            http::HttpError::Denied(format!("{}.{}: {e}", ctx.plugin, ctx.action))
+        }
+        other => http::HttpError::Invalid(other.to_string()),
+    })
+}
+
+fn hmac_sign(alg: http::HmacAlgorithm, key: &[u8], msg: &[u8]) -> Result<Vec<u8>, http::HttpError> {
+    let bad = |_| http::HttpError::Invalid("bad HMAC key".to_owned());
+    Ok(match alg {
+        http::HmacAlgorithm::Sha1 => {
+            let mut m = Hmac::<sha1::Sha1>::new_from_slice(key).map_err(bad)?;
+            m.update(msg);
+            m.finalize().into_bytes().to_vec()
+        }
+        http::HmacAlgorithm::Sha256 => {
+            let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).map_err(bad)?;
+            m.update(msg);
+            m.finalize().into_bytes().to_vec()
+        }
+    })
+}
+
+fn replace_handle(value: &mut Value, handle: &str, secret: &Secret) -> usize {
+    if let Some(h) = SecretRef::from_json(value)
+        && h.to_string() == handle
+    {
+        *value = Value::String(secret.expose().to_owned());
+        return 1;
+    }
+    match value {
+        Value::Array(items) => items.iter_mut().map(|v| replace_handle(v, handle, secret)).sum(),
+        Value::Object(m) => m.values_mut().map(|v| replace_handle(v, handle, secret)).sum(),
+        _ => 0,
+    }
+}
+
+async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Response, http::HttpError> {
+    let (url, origin) = match ctx.policy.check_url(&req.url) {
+        Ok(ok) => ok,
+        Err(d) => {
+            let shown = url::Url::parse(&req.url)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_else(|_| req.url.clone());
+            return Err(denied(ctx, &shown, d.0));
+        }
+    };
+    tracing::Span::current().record("origin", tracing::field::display(&origin));
+    let method = match req.method {
+        http::Method::Get => reqwest::Method::GET,
+        http::Method::Head => reqwest::Method::HEAD,
+        http::Method::Post => reqwest::Method::POST,
+        http::Method::Put => reqwest::Method::PUT,
+        http::Method::Patch => reqwest::Method::PATCH,
+        http::Method::Delete => reqwest::Method::DELETE,
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut add = |name: &str, value: &str, sensitive: bool| -> Result<(), http::HttpError> {
+        let n = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| http::HttpError::Invalid(format!("bad header name {name:?}")))?;
+        if n == reqwest::header::HOST {
+            return Err(http::HttpError::Invalid(
+                "plugins cannot set the Host header".to_owned(),
+            ));
+        }
+        let mut v = reqwest::header::HeaderValue::from_str(value)
+            .map_err(|_| http::HttpError::Invalid(format!("bad value for header {name:?}")))?;
+        v.set_sensitive(sensitive);
+        headers.insert(n, v);
+        Ok(())
+    };
+    for h in &req.headers {
+        add(&h.name, &h.value, false)?;
+    }
+    let mut body = req.body;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for inj in &req.inject {
+        match inj {
+            http::Injection::Bearer(h) => {
+                let s = secret_for(ctx, h)?;
+                add("authorization", &format!("Bearer {}", s.expose()), true)?;
+            }
+            http::Injection::Basic(b) => {
+                let id = match &b.id {
+                    http::BasicId::Literal(id) => Secret::new(id.clone()),
+                    http::BasicId::Secret(h) => secret_for(ctx, h)?,
+                };
+                let s = secret_for(ctx, &b.secret)?;
+                let token = b64.encode(format!("{}:{}", id.expose(), s.expose()));
+                add("authorization", &format!("Basic {token}"), true)?;
+            }
+            http::Injection::Header(nh) => {
+                let s = secret_for(ctx, &nh.value)?;
+                add(&nh.name, &format!("{}{}", nh.prefix, s.expose()), true)?;
+            }
+            http::Injection::JsonBody(h) => {
+                let s = secret_for(ctx, h)?;
+                let raw = body.as_deref().ok_or_else(|| {
+                    http::HttpError::Invalid("json-body injection without a body".to_owned())
+                })?;
+                let mut json: Value = serde_json::from_slice(raw).map_err(|e| {
+                    http::HttpError::Invalid(format!("json-body injection: body is not JSON: {e}"))
+                })?;
+                if replace_handle(&mut json, h, &s) == 0 {
+                    return Err(http::HttpError::Invalid(format!(
+                        "json-body injection: the body has no {{\"$secret\": \"{h}\"}} placeholder"
+                    )));
+                }
+                body = Some(serde_json::to_vec(&json).map_err(|e| http::HttpError::Invalid(e.to_string()))?);
+            }
+            http::Injection::Signed(sh) => {
+                let key = secret_for(ctx, &sh.key)?;
+                let ts = now_ms().to_string();
+                let msg = sh.message.replace("{timestamp-ms}", &ts);
+                let sig = hmac_sign(sh.algorithm, key.expose().as_bytes(), msg.as_bytes())?;
+                let sig = match sh.encoding {
+                    http::SignatureEncoding::Hex => hex::encode(sig),
+                    http::SignatureEncoding::Base64 => b64.encode(sig),
+                };
+                let mut value = sh
+                    .value
+                    .replace("{timestamp-ms}", &ts)
+                    .replace("{signature}", &sig);
+                for (i, h) in sh.secrets.iter().enumerate() {
+                    let s = secret_for(ctx, h)?;
+                    value = value.replace(&format!("{{secret.{i}}}"), s.expose());
+                }
+                add(&sh.name, &value, true)?;
+            }
+        }
+    }
+    let timeout = Duration::from_millis(
+        req.timeout_ms
+            .map(u64::from)
+            .unwrap_or(ctx.limits.read_timeout_ms)
+            .min(ctx.limits.read_timeout_ms),
+    );
+    let mut rb = ctx.client.request(method, url).headers(headers).timeout(timeout);
+    if let Some(b) = body {
+        rb = rb.body(b);
+    }
+    let mut resp = match rb.send().await {
+        Ok(r) => r,
+        Err(e) => return Err(transport_error(ctx, &origin.to_string(), &e)),
+    };
+    let status = resp.status().as_u16();
+    tracing::Span::current().record("status", status);
+    let cap = usize::try_from(ctx.limits.response_kib.saturating_mul(1024)).unwrap_or(usize::MAX);
+    let too_large = || {
+        tracing::warn!(plugin = %ctx.plugin, action = %ctx.action, origin = %origin, limit_kib = ctx.limits.response_kib, "response too large");
+        http::HttpError::TooLarge(format!(
+            "{}.{}: the response from {origin} exceeds the {} KiB response limit",
+            ctx.plugin, ctx.action, ctx.limits.response_kib
+        ))
+    };
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut resp_headers: Vec<http::Header> = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| http::Header {
+            name: k.as_str().to_owned(),
+            value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        })
+        .collect();
+    let mut bytes = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if bytes.len() + chunk.len() > cap {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(transport_error(ctx, &origin.to_string(), &e)),
+        }
+    }
+    let captured = if req.capture.is_empty() {
+        Vec::new()
+    } else {
+        capture(ctx, &req.capture, &mut resp_headers, &mut bytes)?
+    };
+    Ok(http::Response {
+        status,
+        headers: resp_headers,
+        body: bytes,
+        captured,
+    })
+}
+
+fn transport_error(ctx: &crate::host::CallCtx, origin: &str, e: &reqwest::Error) -> http::HttpError {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(d) = s.downcast_ref::<crate::caps::Denial>() {
+            return denied(ctx, origin, d.0.clone());
+        }
+        src = s.source();
+    }
+    if e.is_timeout() {
+        return http::HttpError::Timeout(format!(
+            "{}.{}: {origin} did not answer within the time limit",
+            ctx.plugin, ctx.action
+        ));
+    }
+    let mut chain = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    http::HttpError::Transport(format!("{}.{}: {origin}: {chain}", ctx.plugin, ctx.action))
+}
+
+fn capture(
+    ctx: &crate::host::CallCtx,
+    specs: &[http::Capture],
+    headers: &mut Vec<http::Header>,
+    body: &mut Vec<u8>,
+) -> Result<Vec<http::Captured>, http::HttpError> {
+    let _span =
+        tracing::info_span!("plugin.http.capture", plugin = %ctx.plugin, action = %ctx.action).entered();
+    let fail = |m: String| http::HttpError::CaptureFailed(format!("{}.{}: {m}", ctx.plugin, ctx.action));
+    let mut json: Option<Value> = None;
+    let mut out = Vec::new();
+    for spec in specs {
+        // Decide where it goes before touching the value.
+        let (label, target) = match &spec.into {
+            http::CaptureInto::Step(name) => {
+                if !ctx.declared_captures.contains(name) {
+                    return Err(fail(format!(
+                        "capture {name:?} is not declared by the action (declared: {})",
+                        if ctx.declared_captures.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            ctx.declared_captures.join(", ")
+                        }
+                    )));
+                }
+                let target = ctx.call.captures.get(name).cloned().ok_or_else(|| {
+                    fail(format!(
+                        "the step maps no secret to capture {name:?}; add it to the step's secrets"
+                    ))
+                })?;
+                (name.clone(), target)
+            }
+            http::CaptureInto::Ephemeral(label) => {
+                let name = format!("{}/ephemeral/{label}", ctx.plugin);
+                rota_core::secret::validate_secret_name(&name).map_err(fail)?;
+                (
+                    label.clone(),
+                    CaptureTarget {
+                        name,
+                        send_to: Vec::new(),
+                        ephemeral: true,
+                    },
+                )
+            }
+        };
+        let value = match &spec.source {
+            http::CaptureSource::Header(name) => {
+                let i = headers
+                    .iter()
+                    .position(|h| h.name.eq_ignore_ascii_case(name))
+                    .ok_or_else(|| fail(format!("the response has no header {name:?}")))?;
+                headers.remove(i).value
+            }
+            http::CaptureSource::JsonPointer(ptr) => {
+                if json.is_none() {
+                    json = Some(
+                        serde_json::from_slice(body)
+                            .map_err(|e| fail(format!("the response is not JSON: {e}")))?,
+                    );
+                }
+                let doc = json.as_mut().ok_or_else(|| fail("no JSON".to_owned()))?;
+                let taken = take_pointer(doc, ptr)
+                    .ok_or_else(|| fail(format!("the response has nothing at {ptr}")))?;
+                match taken {
+                    Value::String(s) => s,
+                    Value::Number(n) => n.to_string(),
+                    _ => return Err(fail(format!("the value at {ptr} is not a string"))),
+                }
+            }
+        };
+        let provenance = Provenance {
+            run_id: Some(ctx.call.run_id.clone()),
+            step_id: Some(ctx.call.step_id.clone()),
+            source: Some(ctx.plugin.clone()),
+            key_id: None,
+        };
+        let handle = ctx
+            .call
+            .secrets
+            .capture(&ctx.plugin, &target, Secret::new(value), provenance)
+            .map_err(|e| fail(format!("cannot store the captured secret: {e}")))?;
+        tracing::info!(plugin = %ctx.plugin, action = %ctx.action, capture = %label, handle = %handle, "secret captured");
+        out.push(http::Captured {
+            name: label,
+            handle: handle.to_string(),
+        });
+    }
+    if let Some(doc) = json {
+        *body = serde_json::to_vec(&doc).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(out)
+}
+
+/// Removes and returns the value at an RFC 6901 pointer.
+fn take_pointer(doc: &mut Value, ptr: &str) -> Option<Value> {
+    let (parent, last) = ptr.rsplit_once('/')?;
+    let last = last.replace("~1", "/").replace("~0", "~");
+    let parent = if parent.is_empty() {
+        doc
+    } else {
+        doc.pointer_mut(parent)?
+    };
+    match parent {
+        Value::Object(m) => m.shift_remove(&last),
+        Value::Array(a) => {
+            let i: usize = last.parse().ok()?;
+            (i < a.len()).then(|| a.remove(i))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,301 @@
+//! The static plugin manifest, read from the component's custom sections
+//! without running any plugin code.
+//!
+//! Design decision: the manifest is a JSON custom section
+//! (`rota-plugin-manifest`) embedded by the SDK's `plugin!` macro, next to a
+//! `rota-plugin-abi` section holding the ABI version the SDK targets. One
+//! file is the whole plugin, so the digest that keys the compile cache and
+//! that `rota plugins inspect` shows covers the manifest too: a manifest can
+//! never drift from, or be swapped beside, the code it describes.
+
+use std::collections::BTreeSet;
+
+use rota_core::{ActionSpec, Basis};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::bindings::SUPPORTED_ABIS;
+use crate::caps::OriginPattern;
+
+pub const MANIFEST_SECTION: &str = "rota-plugin-manifest";
+pub const ABI_SECTION: &str = "rota-plugin-abi";
+
+/// The schema keyword marking an input field that takes a secret handle.
+pub const SECRET_KEYWORD: &str = "x-rota-secret";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    /// HTTP origins the plugin needs (patterns, see [`OriginPattern`]).
+    #[serde(default)]
+    pub origins: Vec<String>,
+    pub actions: Vec<ActionManifest>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionManifest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub read_only: bool,
+    pub basis: BasisName,
+    #[serde(default)]
+    pub captures: Vec<String>,
+    pub input: Value,
+    pub output: Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BasisName {
+    Documented,
+    Modeled,
+}
+
+impl From<BasisName> for Basis {
+    fn from(b: BasisName) -> Self {
+        match b {
+            BasisName::Documented => Basis::Documented,
+            BasisName::Modeled => Basis::Modeled,
+        }
+    }
+}
+
+/// Why a file is not a loadable plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("{path}: not a WebAssembly file (corrupt or truncated?)")]
+    NotWasm { path: String },
+    #[error(
+        "{path}: a plain core WebAssembly module, not a component; build plugins with the rota plugin SDK for wasm32-wasip2"
+    )]
+    CoreModule { path: String },
+    #[error("{path}: the component cannot be parsed: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error(
+        "{path}: no `{MANIFEST_SECTION}` custom section; was it built with rota-plugin-sdk's plugin! macro?"
+    )]
+    NoManifest { path: String },
+    #[error("{path}: no `{ABI_SECTION}` custom section; was it built with rota-plugin-sdk's plugin! macro?")]
+    NoAbi { path: String },
+    #[error("{path}: invalid manifest: {reason}")]
+    BadManifest { path: String, reason: String },
+    #[error(
+        "{path}: plugin {plugin:?} was built for plugin ABI {abi}, which this host does not support (supported: {})",
+        SUPPORTED_ABIS.join(", ")
+    )]
+    UnsupportedAbi {
+        path: String,
+        plugin: String,
+        abi: String,
+    },
+}
+
+/// The custom sections found anywhere in a component (including its nested
+/// core modules, where the linker put them).
+#[derive(Debug, Default)]
+pub struct Sections {
+    pub manifest: Option<Vec<u8>>,
+    pub abi: Option<Vec<u8>>,
+}
+
+/// Checks the file is a component and extracts rota's sections.
+pub fn read_sections(path: &str, bytes: &[u8]) -> Result<Sections, PackageError> {
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(PackageError::CoreModule {
+            path: path.to_owned(),
+        });
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(PackageError::NotWasm {
+            path: path.to_owned(),
+        });
+    }
+    let mut sections = Sections::default();
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| PackageError::Corrupt {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if let wasmparser::Payload::CustomSection(reader) = payload {
+            match reader.name() {
+                MANIFEST_SECTION if sections.manifest.is_none() => {
+                    sections.manifest = Some(reader.data().to_vec())
+                }
+                ABI_SECTION if sections.abi.is_none() => sections.abi = Some(reader.data().to_vec()),
+                _ => {}
+            }
+        }
+    }
+    Ok(sections)
+}
+
+/// Reads and checks the manifest of a plugin file: a component, with a
+/// well-formed manifest, built for an ABI this host supports.
+pub fn parse(path: &str, bytes: &[u8]) -> Result<(Manifest, String), PackageError> {
+    let sections = read_sections(path, bytes)?;
+    let raw = sections.manifest.ok_or_else(|| PackageError::NoManifest {
+        path: path.to_owned(),
+    })?;
+    let abi_raw = sections.abi.ok_or_else(|| PackageError::NoAbi {
+        path: path.to_owned(),
+    })?;
+    let bad = |reason: String| PackageError::BadManifest {
+        path: path.to_owned(),
+        reason,
+    };
+    let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| bad(e.to_string()))?;
+    let abi = String::from_utf8(abi_raw)
+        .map_err(|_| bad("the ABI section is not UTF-8".to_owned()))?
+        .trim()
+        .to_owned();
+    if !abi_supported(&abi) {
+        return Err(PackageError::UnsupportedAbi {
+            path: path.to_owned(),
+            plugin: manifest.name,
+            abi,
+        });
+    }
+    validate(&manifest).map_err(bad)?;
+    Ok((manifest, abi))
+}
+
+/// An ABI is supported when a supported version has the same major and is
+/// at least as new (the host can serve anything written against an older
+/// minor of the same major).
+pub fn abi_supported(abi: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64)> {
+        let mut it = v.split('.');
+        let major = it.next()?.parse().ok()?;
+        let minor = it.next()?.parse().ok()?;
+        it.next()?.parse::<u64>().ok()?;
+        Some((major, minor))
+    };
+    let Some((major, minor)) = parse(abi) else {
+        return false;
+    };
+    SUPPORTED_ABIS
+        .iter()
+        .filter_map(|s| parse(s))
+        .any(|(m, n)| m == major && n >= minor)
+}
+
+fn validate(m: &Manifest) -> Result<(), String> {
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    if !name_ok(&m.name) {
+        return Err(format!(
+            "plugin name {:?} must be 1-64 characters of a-z, 0-9 and '-'",
+            m.name
+        ));
+    }
+    for o in &m.origins {
+        OriginPattern::parse(o).map_err(|e| format!("origin {o:?}: {e}"))?;
+    }
+    let mut seen = BTreeSet::new();
+    for a in &m.actions {
+        if !name_ok(&a.name) {
+            return Err(format!(
+                "action name {:?} must be 1-64 characters of a-z, 0-9 and '-'",
+                a.name
+            ));
+        }
+        if !seen.insert(a.name.as_str()) {
+            return Err(format!("action {:?} is declared twice", a.name));
+        }
+        for (what, schema) in [("input", &a.input), ("output", &a.output)] {
+            jsonschema::validator_for(schema).map_err(|e| {
+                format!(
+                    "action {:?}: the {what} schema is not a valid JSON Schema: {e}",
+                    a.name
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+impl Manifest {
+    pub fn action(&self, name: &str) -> Option<&ActionManifest> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+
+    pub fn spec(&self, a: &ActionManifest) -> ActionSpec {
+        ActionSpec {
+            plugin: self.name.clone(),
+            action: a.name.clone(),
+            description: a.description.clone(),
+            input_schema: a.input.clone(),
+            output_schema: a.output.clone(),
+            read_only: a.read_only,
+            basis: a.basis.into(),
+            captures: a.captures.clone(),
+        }
+    }
+}
+
+/// JSON pointers (RFC 6901) of the input fields marked `x-rota-secret`.
+pub fn secret_fields(schema: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk_secret_fields(schema, String::new(), &mut out);
+    out
+}
+
+fn walk_secret_fields(schema: &Value, at: String, out: &mut Vec<String>) {
+    let Some(obj) = schema.as_object() else { return };
+    if obj.get(SECRET_KEYWORD) == Some(&Value::Bool(true)) {
+        out.push(if at.is_empty() { "/".to_owned() } else { at.clone() });
+    }
+    if let Some(Value::Object(props)) = obj.get("properties") {
+        for (k, v) in props {
+            let esc = k.replace('~', "~0").replace('/', "~1");
+            walk_secret_fields(v, format!("{at}/{esc}"), out);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        walk_secret_fields(items, format!("{at}/*"), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_versions() {
+        assert!(abi_supported("1.0.0"));
+        assert!(!abi_supported("1.1.0"));
+        assert!(!abi_supported("2.0.0"));
+        assert!(!abi_supported("0.9.0"));
+        assert!(!abi_supported("junk"));
+    }
+
+    #[test]
+    fn core_module_and_garbage_are_told_apart() {
+        assert!(matches!(
+            read_sections("m.wasm", b"\0asm\x01\0\0\0"),
+            Err(PackageError::CoreModule { .. })
+        ));
+        assert!(matches!(
+            read_sections("x.wasm", b"hello"),
+            Err(PackageError::NotWasm { .. })
+        ));
+    }
+
+    #[test]
+    fn secret_fields_are_found() {
+        let s = serde_json::json!({"type": "object", "properties": {
+            "a": {"x-rota-secret": true}, "b": {"type": "object", "properties": {"c": {"x-rota-secret": true}}}
+        }});
+        assert_eq!(secret_fields(&s), vec!["/a".to_owned(), "/b/c".to_owned()]);
+    }
+}

@@ -1,0 +1,8 @@
+//! rota-host integration tests: one binary, a module per area. Real HTTP on
+//! loopback servers; real wasm plugins built by build.rs.
+
+mod basics;
+mod hostile;
+mod http;
+mod packaging;
+mod support;
