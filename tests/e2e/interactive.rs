@@ -21,7 +21,9 @@ impl Pty {
             .env("RUST_BACKTRACE", "0")
             .env_remove("RUST_LOG")
             .env("TERM", "dumb")
-            .env("ROTA_STATE_DIR", test.state_dir());
+            .env("ROTA_STATE_DIR", test.state_dir())
+            .env_remove("ROTA_CONFIG")
+            .env("XDG_CONFIG_HOME", test.path().join(".config"));
         let mut session = Session::spawn(cmd).expect("spawn rota in a pty");
         session.set_expect_timeout(Some(Duration::from_secs(30)));
         Self {

@@ -5,5 +5,6 @@ mod cases;
 mod cli;
 mod interactive;
 mod leaks;
+mod plugins;
 mod state;
 mod test;

@@ -92,6 +92,8 @@ impl Test {
             .env("RUST_BACKTRACE", "0")
             .env("ROTA_STATE_DIR", self.state_dir())
             .env_remove("ROTA_IDENTITY_FILE")
+            .env_remove("ROTA_CONFIG")
+            .env("XDG_CONFIG_HOME", self.root.join(".config"))
             .env_remove("ROTA_PASSPHRASE_FILE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -18,6 +18,14 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// Operator config (plugin dirs, targets, grants); default: $ROTA_CONFIG, then the XDG config dir.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Which configured target of each plugin to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub target: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -55,6 +63,21 @@ pub enum Command {
     /// The vendor simulators used for rehearsal.
     #[command(subcommand)]
     Sims(SimsCmd),
+    /// Installed plugins: actions, schemas, documented or modeled, capabilities.
+    #[command(subcommand)]
+    Plugins(PluginsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCmd {
+    /// Every plugin found in the configured plugin directories.
+    List(OutputArgs),
+    /// One plugin: actions with schemas, declared vs granted capabilities, ABI, digest.
+    Inspect {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]

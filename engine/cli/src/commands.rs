@@ -4,6 +4,7 @@ mod audit;
 mod completions;
 mod inventory;
 mod list;
+mod plugins;
 mod run;
 mod runs;
 mod schema;
@@ -15,27 +16,74 @@ mod validate;
 
 use std::sync::Arc;
 
-use rota_core::{ActionCatalog, ActionRunner, NoPlugins};
+use rota_core::{ActionCatalog, ActionRunner};
+use rota_host::{HostOptions, PluginHost};
 use rota_state::State;
 
 use crate::cli::{Cli, Command};
 use crate::exit::{self, Exit};
 
-/// What commands share: the action catalog and runner. The state is opened
-/// only by commands that need it ([`open_state`]), so `validate`, `list` and
-/// `show` never touch it.
+/// Options every command sees.
+#[derive(Clone, Debug, Default)]
+pub struct Globals {
+    pub config: Option<std::path::PathBuf>,
+    pub target: Option<String>,
+}
+
+static GLOBALS: std::sync::OnceLock<Globals> = std::sync::OnceLock::new();
+
+/// What commands share: the operator config and the plugin host (the action
+/// catalog and runner). The state is opened only by commands that need it
+/// ([`open_state`]), so `validate`, `list` and `show` never touch it; they
+/// read plugin manifests and never run plugin code.
 pub struct Env {
+    pub host: Arc<PluginHost>,
     pub catalog: Arc<dyn ActionCatalog>,
     pub runner: Arc<dyn ActionRunner>,
 }
 
 impl Env {
     pub fn load() -> anyhow::Result<Self> {
+        let globals = GLOBALS.get().cloned().unwrap_or_default();
+        let config = load_config(globals.config.as_deref())?;
+        crate::discover::add_config_dirs(&config.playbooks);
+        let state_dir = rota_state::StateConfig::from_env()
+            .map(|c| c.dir)
+            .map_err(|e| exit::Exit {
+                code: exit::ENVIRONMENT,
+                message: format!("error: {e}"),
+            })?;
+        let mut opts = HostOptions::new(state_dir);
+        opts.target = globals.target.clone();
+        let host = Arc::new(PluginHost::new(&config, opts).map_err(|e| exit::Exit {
+            code: exit::ENVIRONMENT,
+            message: format!("error: cannot start the plugin host: {e}"),
+        })?);
         Ok(Self {
-            catalog: Arc::new(NoPlugins),
-            runner: Arc::new(NoPlugins),
+            catalog: host.clone(),
+            runner: host.clone(),
+            host,
         })
     }
+}
+
+/// The operator's config: user config (XDG, `$ROTA_CONFIG` or `--config`)
+/// may grant capabilities; a `rota.yaml` in the working directory may only
+/// add playbook paths and base URLs.
+fn load_config(cli: Option<&std::path::Path>) -> anyhow::Result<rota_host::Config> {
+    let bad = |e: rota_host::config::ConfigError| -> anyhow::Error { exit::usage(format!("error: {e}")) };
+    let sources = rota_host::user_sources(cli).map_err(bad)?;
+    let cwd_file = std::path::Path::new("rota.yaml");
+    let cwd = if cwd_file.is_file() {
+        Some(rota_host::Source::read(cwd_file).map_err(bad)?)
+    } else {
+        None
+    };
+    let config = rota_host::load_config(&sources, cwd.as_ref()).map_err(bad)?;
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(config)
 }
 
 /// The embedded state under `ROTA_STATE_DIR` (default: the XDG data dir).
@@ -59,6 +107,10 @@ pub fn state_error(what: &str, e: rota_state::StateError) -> anyhow::Error {
 }
 
 pub fn execute(cli: Cli) -> anyhow::Result<i32> {
+    let _ = GLOBALS.set(Globals {
+        config: cli.config.clone(),
+        target: cli.target.clone(),
+    });
     match cli.command {
         Command::Run(args) => run::Run { args, plan: false }.execute(),
         Command::Plan(args) => run::Run { args, plan: true }.execute(),
@@ -73,5 +125,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Inventory(args) => inventory::Inventory { args }.execute(),
         Command::State(cmd) => state::StateCmd { cmd }.execute(),
         Command::Sims(cmd) => sims::Sims { cmd }.execute(),
+        Command::Plugins(cmd) => plugins::Plugins { cmd }.execute(),
     }
 }

@@ -12,7 +12,15 @@ use rota_core::load::{Loaded, load_file};
 
 use crate::exit;
 
-/// The directories searched for playbooks, in order.
+static CONFIG_DIRS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+
+/// Playbook directories named by the config (`playbooks:` in rota.yaml).
+pub fn add_config_dirs(dirs: &[PathBuf]) {
+    let _ = CONFIG_DIRS.set(dirs.to_vec());
+}
+
+/// The directories searched for playbooks, in order: `$ROTA_PLAYBOOK_PATH`,
+/// the config's `playbooks:`, then `./playbooks`.
 pub fn search_path() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("ROTA_PLAYBOOK_PATH")
         .map(|v| {
@@ -21,6 +29,7 @@ pub fn search_path() -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default();
+    dirs.extend(CONFIG_DIRS.get().into_iter().flatten().cloned());
     dirs.push(PathBuf::from("playbooks"));
     dirs
 }

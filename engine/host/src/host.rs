@@ -738,7 +738,10 @@ impl PluginHost {
 }
 
 fn bench_state(entry: &PluginEntry, client: reqwest::Client) -> State {
-    let scope = Arc::new(rota_core::SecretScope::new(Arc::new(rota_core::MemoryStore::new()), "bench"));
+    let scope = Arc::new(rota_core::SecretScope::new(
+        Arc::new(rota_core::MemoryStore::new()),
+        "bench",
+    ));
     let call = ActionCall {
         run_id: String::new(),
         step_id: String::new(),

@@ -1,0 +1,163 @@
+//! Plugins through the real binary: the test plugins built from source by
+//! rota-host's build script, an operator config granting a loopback origin,
+//! and a secret injected by the host into a real HTTP request.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+
+use rota_testkit::{LeakScanner, assert_no_leaks};
+
+use crate::test::Test;
+
+/// A one-request HTTP server on loopback that reports the request it got.
+fn one_shot_server() -> (String, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let origin = format!("http://{}", listener.local_addr().expect("local addr"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+            let mut request = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                request.push_str(&line);
+                line.clear();
+            }
+            let body = r#"{"ok":true}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+            let _ = tx.send(request);
+        }
+    });
+    (origin, rx)
+}
+
+fn with_echo_plugin(origin: &str) -> Test {
+    let t = Test::new();
+    let dir = t.path().join("plugins");
+    std::fs::create_dir_all(&dir).expect("plugin dir");
+    std::fs::copy(rota_host::test_plugins::ECHO, dir.join("echo.wasm")).expect("copy the echo plugin");
+    let config = format!(
+        "plugin_dirs: [{}]\nplugins:\n  echo:\n    targets:\n      - name: local\n        origins: [\"{origin}\"]\n",
+        dir.display()
+    );
+    t.file(".config/rota/rota.yaml", config)
+}
+
+#[test]
+fn plugins_list_and_inspect_show_declared_and_granted_capabilities() {
+    let t = with_echo_plugin("http://127.0.0.1:9");
+    let list = Test::new_in(&t).args(&["plugins", "list"]).run();
+    assert_eq!(list.status, 0, "{}", list.stderr);
+    assert!(list.stdout.starts_with("echo "), "{}", list.stdout);
+    let inspect = Test::new_in(&t).args(&["plugins", "inspect", "echo"]).run();
+    assert_eq!(inspect.status, 0, "{}", inspect.stderr);
+    assert!(
+        inspect.stdout.contains("http://127.0.0.1:9"),
+        "granted origin shown:\n{}",
+        inspect.stdout
+    );
+    assert!(inspect.stdout.contains("echo"), "{}", inspect.stdout);
+    let json = Test::new_in(&t)
+        .args(&["plugins", "inspect", "echo", "--output", "json"])
+        .run();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(v["name"], "echo");
+    let missing = Test::new_in(&t).args(&["plugins", "inspect", "nope"]).run();
+    assert_eq!(missing.status, 2);
+}
+
+#[test]
+fn a_playbook_step_runs_a_plugin_action() {
+    let t = with_echo_plugin("http://127.0.0.1:9").file(
+        "p.yaml",
+        "name: t\ndescription: t\nsteps:\n  - id: say\n    uses: echo.echo\n    with: {message: hello from a component}\n  - id: show\n    uses: core.log\n    with: {message: \"echo said {{steps.say.outputs.message}} on attempt {{steps.say.outputs.attempt}}\"}\n",
+    );
+    let run = Test::new_in(&t).args(&["run", "p.yaml", "--run-id", "t1"]).run();
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("echo said hello from a component on attempt 1"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn the_host_injects_a_stored_secret_into_a_granted_request_and_nowhere_else() {
+    const TOKEN: &str = "bearer-token-value-0b7d";
+    let (origin, requests) = one_shot_server();
+    let t = with_echo_plugin(&origin).file(
+        "p.yaml",
+        format!(
+            "name: t\ndescription: t\ninputs:\n  token: {{type: secret, send_to: [echo]}}\nsteps:\n  - id: call\n    uses: echo.get\n    with:\n      url: \"{origin}/v1/things\"\n      token: \"{{{{inputs.token}}}}\"\n"
+        ),
+    );
+    assert_eq!(
+        Test::new_in(&t)
+            .args(&["secrets", "put", "demo/token"])
+            .stdin(TOKEN)
+            .run()
+            .status,
+        0
+    );
+    let run = Test::new_in(&t)
+        .args(&[
+            "run",
+            "p.yaml",
+            "-i",
+            "token=demo/token",
+            "--run-id",
+            "t1",
+            "-vvv",
+        ])
+        .run();
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let request = requests
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the server got a request");
+    assert!(request.starts_with("GET /v1/things"), "{request}");
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains(&format!("authorization: bearer {}", TOKEN.to_ascii_lowercase())),
+        "the host injected the token: {request}"
+    );
+    let mut scanner = LeakScanner::new();
+    scanner.add("token", TOKEN);
+    let mut hits = scanner.scan_bytes("stdout", run.stdout.as_bytes());
+    hits.extend(scanner.scan_bytes("stderr", run.stderr.as_bytes()));
+    hits.extend(scanner.scan_rota_state(&t.state_dir()).expect("scan state"));
+    assert_no_leaks(&hits);
+}
+
+#[test]
+fn a_secret_not_bound_to_the_plugin_is_refused() {
+    let (origin, _requests) = one_shot_server();
+    let t = with_echo_plugin(&origin).file(
+        "p.yaml",
+        format!(
+            "name: t\ndescription: t\ninputs:\n  token: {{type: secret}}\nsteps:\n  - id: call\n    uses: echo.get\n    with:\n      url: \"{origin}/v1/things\"\n      token: \"{{{{inputs.token}}}}\"\n"
+        ),
+    );
+    assert_eq!(
+        Test::new_in(&t)
+            .args(&["secrets", "put", "demo/token"])
+            .stdin("unbound-secret-1")
+            .run()
+            .status,
+        0
+    );
+    let run = Test::new_in(&t)
+        .args(&["run", "p.yaml", "-i", "token=demo/token", "--run-id", "t1"])
+        .run();
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("echo"), "{}", run.stderr);
+    assert!(!run.stdout.contains("unbound-secret-1") && !run.stderr.contains("unbound-secret-1"));
+}
