@@ -77,7 +77,10 @@ fn benches(c: &mut Criterion) {
         b.iter(|| rt.block_on(host.instantiate_only("echo")).expect("instantiate"))
     });
     c.bench_function("no-op action call (instantiate + validate + call)", |b| {
-        b.iter(|| rt.block_on(host.invoke(call(&scope, "noop", json!({})))).expect("noop"))
+        b.iter(|| {
+            rt.block_on(host.invoke(call(&scope, "noop", json!({}))))
+                .expect("noop")
+        })
     });
 
     let mut g = c.benchmark_group("one-http-call");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use rota_core::{ActionCall, ActionCatalog, ActionError, ActionRunner, ActionSpec, Basis, SecretRef};
 use serde_json::Value;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -176,8 +176,7 @@ impl PluginHost {
         let engine = shared_engine()?;
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| HostError::Engine(e.to_string()))?;
-        v1::Plugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
-            .map_err(|e| HostError::Engine(e.to_string()))?;
+        crate::capability::add_to_linker(&mut linker).map_err(|e| HostError::Engine(e.to_string()))?;
         let cache_dir = opts.state_dir.join("plugin-cache");
         let cache = ArtifactCache::open(&cache_dir).map_err(|source| HostError::Cache {
             path: cache_dir.display().to_string(),
@@ -644,9 +643,14 @@ impl PluginHost {
         });
         let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
+        // No preopens, env, args or stdin; sockets and name lookups refused
+        // explicitly (plugins reach the network only through rota's http).
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
         let mut store = Store::new(
             &self.inner.engine,
@@ -738,7 +742,10 @@ impl PluginHost {
 }
 
 fn bench_state(entry: &PluginEntry, client: reqwest::Client) -> State {
-    let scope = Arc::new(rota_core::SecretScope::new(Arc::new(rota_core::MemoryStore::new()), "bench"));
+    let scope = Arc::new(rota_core::SecretScope::new(
+        Arc::new(rota_core::MemoryStore::new()),
+        "bench",
+    ));
     let call = ActionCall {
         run_id: String::new(),
         step_id: String::new(),
