@@ -415,13 +415,19 @@ fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
         path: entry.path.display().to_string(),
         reason,
     };
-    let bytes = match entry.bytes.lock().unwrap_or_else(|e| e.into_inner()).take() {
+    // The bytes read at discovery (already digested) are used once; a retry
+    // after a failed link re-reads the file and checks it did not change.
+    let kept = entry.bytes.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let bytes = match kept {
         Some(b) => b,
-        None => Arc::new(std::fs::read(&entry.path).map_err(|e| err(e.to_string()))?),
+        None => {
+            let b = std::fs::read(&entry.path).map_err(|e| err(e.to_string()))?;
+            if crate::cache::digest(&b) != entry.digest {
+                return Err(err("the file changed since its manifest was read".to_owned()));
+            }
+            Arc::new(b)
+        }
     };
-    if crate::cache::digest(&bytes) != entry.digest {
-        return Err(err("the file changed since its manifest was read".to_owned()));
-    }
     let (component, how) = inner
         .cache
         .load(&inner.engine, &entry.digest, &bytes)
