@@ -11,7 +11,6 @@ use rota_core::{ActionCall, ActionCatalog, ActionError, ActionRunner, ActionSpec
 use serde_json::Value;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{SUPPORTED_ABIS, v1};
@@ -647,8 +646,8 @@ impl PluginHost {
             reveal: entry.reveal_granted(),
             target: entry.target.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
         });
-        let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
-        let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
+        let stdout = crate::output::GuestOutput::new(OUTPUT_CAP);
+        let stderr = crate::output::GuestOutput::new(OUTPUT_CAP);
         // No preopens, env, args or stdin; sockets and name lookups refused
         // explicitly (plugins reach the network only through rota's http).
         let wasi = WasiCtxBuilder::new()
@@ -696,11 +695,15 @@ impl PluginHost {
                 .await
         };
         let outcome = tokio::time::timeout(limits.wall(), tracing::Instrument::instrument(run, span)).await;
-        let emit = |stream: &str, pipe: &MemoryOutputPipe| -> Option<String> {
-            let bytes = pipe.contents();
-            let text = scope.redact(&String::from_utf8_lossy(&bytes));
+        let emit = |stream: &str, pipe: &crate::output::GuestOutput| -> Option<String> {
+            let (raw, truncated) = pipe.contents();
+            let text = scope.redact(&raw);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 tracing::info!(target: "rota::plugin", plugin = %plugin, action = %action, stream, "{line}");
+            }
+            if truncated {
+                tracing::warn!(target: "rota::plugin", plugin = %plugin, action = %action, stream,
+                    "output beyond {} KiB was dropped", OUTPUT_CAP / 1024);
             }
             let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
             match lines.iter().position(|l| l.contains("panicked")) {

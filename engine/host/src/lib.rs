@@ -20,6 +20,7 @@ pub mod config;
 mod host;
 pub mod manifest;
 pub mod net;
+mod output;
 pub mod render;
 
 pub use cache::Loaded;
