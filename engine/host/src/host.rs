@@ -903,3 +903,27 @@ fn map_error(what: &str, e: v1::rota::plugin::types::Error, scope: &rota_core::S
         E::Internal(m) => ActionError::Internal(r(m)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_abi_and_wasi_imports_are_provided() {
+        assert!(import_provided("rota:plugin/http@1.0.0"));
+        assert!(import_provided("wasi:cli/environment@0.2.6"));
+        assert!(!import_provided("rota:plugin/http@2.0.0"));
+        assert!(!import_provided("rota:plugin/backdoor@1.0.0"));
+        assert!(!import_provided("rota:evil/backdoor@1.0.0"));
+        assert!(!import_provided("wasi:http/outgoing-handler@0.2.6"));
+    }
+
+    #[test]
+    fn select_expands_array_wildcards() {
+        let v = serde_json::json!({"keys": [{"s": 1}, {"s": 2}], "a": {"b": 3}});
+        let got: Vec<String> = select(&v, "/keys/*/s").into_iter().map(|(p, _)| p).collect();
+        assert_eq!(got, vec!["/keys/0/s".to_owned(), "/keys/1/s".to_owned()]);
+        assert_eq!(select(&v, "/a/b").len(), 1);
+        assert!(select(&v, "/missing").is_empty());
+    }
+}
