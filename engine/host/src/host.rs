@@ -515,6 +515,7 @@ impl ActionRunner for PluginHost {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {
     Cpu,
+    Requests,
 }
 
 /// Everything one call's host functions need.
@@ -856,6 +857,12 @@ fn trap_error(
         return ActionError::Limit(format!(
             "{what} exceeded its CPU limit of {} ms and was stopped",
             limits.cpu_ms
+        ));
+    }
+    if state.stop == Some(Stop::Requests) {
+        return ActionError::Limit(format!(
+            "{what} exceeded its limit of {} HTTP requests per call and was stopped",
+            limits.requests
         ));
     }
     if state.limiter.hit {

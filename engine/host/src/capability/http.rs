@@ -18,7 +18,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::clock::now_ms;
 use crate::bindings::v1::rota::plugin::http;
-use crate::host::State;
+use crate::host::{State, Stop};
 
 /// Links `rota:plugin/http` into a plugin linker.
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
@@ -26,7 +26,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
 }
 
 impl http::Host for State {
-    async fn send(&mut self, req: http::Request) -> Result<http::Response, http::HttpError> {
+    async fn send(
+        &mut self,
+        req: http::Request,
+    ) -> wasmtime::Result<Result<http::Response, http::HttpError>> {
         let ctx = self.ctx.clone();
         let span = tracing::info_span!(
             "plugin.http.send",
@@ -38,15 +41,13 @@ impl http::Host for State {
         );
         self.requests += 1;
         if self.requests > ctx.limits.requests {
-            return Err(http::HttpError::Denied(format!(
-                "{}.{} exceeded its limit of {} HTTP requests per call",
-                ctx.plugin, ctx.action, ctx.limits.requests
-            )));
+            self.stop = Some(Stop::Requests);
+            return Err(wasmtime::Error::msg("HTTP request limit reached"));
         }
         let start = Instant::now();
         let result = send(&ctx, req).instrument(span).await;
         self.host_time += start.elapsed();
-        result
+        Ok(result)
     }
 }
 
