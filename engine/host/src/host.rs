@@ -386,28 +386,6 @@ fn read_entry(path: &Path, config: &Config, target: Option<&str>) -> Result<Plug
     })
 }
 
-/// Imports a plugin may have: ours, and the WASI p2 interfaces every guest
-/// toolchain links.
-fn import_provided(name: &str) -> bool {
-    if let Some(rest) = name.strip_prefix("rota:plugin/") {
-        let Some((iface, version)) = rest.split_once('@') else {
-            return false;
-        };
-        return matches!(iface, "types" | "http" | "secrets" | "log" | "clock")
-            && manifest::abi_supported(version);
-    }
-    [
-        "wasi:cli/",
-        "wasi:io/",
-        "wasi:clocks/",
-        "wasi:random/",
-        "wasi:filesystem/",
-        "wasi:sockets/",
-    ]
-    .iter()
-    .any(|p| name.starts_with(p))
-}
-
 fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
     let err = |reason: String| HostError::Load {
         plugin: entry.manifest.name.clone(),
@@ -434,7 +412,7 @@ fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
     tracing::debug!(plugin = %entry.manifest.name, ?how, "plugin loaded");
     let ty = component.component_type();
     for (name, _) in ty.imports(&inner.engine) {
-        if !import_provided(name) {
+        if !manifest::import_provided(name) {
             return Err(err(format!(
                 "it imports `{name}`, which this host does not provide (it provides rota:plugin@{} \
                  and WASI p2 without files, environment or network)",
@@ -917,6 +895,7 @@ mod tests {
 
     #[test]
     fn only_our_abi_and_wasi_imports_are_provided() {
+        use crate::manifest::import_provided;
         assert!(import_provided("rota:plugin/http@1.0.0"));
         assert!(import_provided("wasi:cli/environment@0.2.6"));
         assert!(!import_provided("rota:plugin/http@2.0.0"));

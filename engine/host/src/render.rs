@@ -112,7 +112,8 @@ pub fn list_text(host: &PluginHost) -> String {
         ));
     }
     for b in host.broken() {
-        out.push_str(&format!("BROKEN {}: {}\n", b.path.display(), b.error));
+        // The error starts with the path already.
+        out.push_str(&format!("BROKEN {}\n", b.error));
     }
     out
 }
