@@ -6,7 +6,12 @@ pub mod v1 {
     wasmtime::component::bindgen!({
         path: "../../wit/rota-plugin-1.0.0",
         world: "plugin",
-        imports: { default: async },
+        // http.send may trap: a per-call limit hit inside it stops the
+        // plugin instead of returning an error the plugin could ignore.
+        imports: {
+            "rota:plugin/http.send": async | trappable,
+            default: async,
+        },
         exports: { default: async },
     });
 }

@@ -181,6 +181,30 @@ pub fn user_sources(cli_config: Option<&Path>) -> Result<Vec<Source>, ConfigErro
     Ok(out)
 }
 
+/// The CLI's one call: the operator's sources ([`user_sources`]) plus
+/// `<cwd>/rota.yaml` as an untrusted layer, unless that same file was named
+/// by `ROTA_CONFIG` or `--config` (then it is the operator's).
+pub fn load(cli_config: Option<&Path>, cwd: &Path) -> Result<Config, ConfigError> {
+    let user = user_sources(cli_config)?;
+    let cwd_path = cwd.join("rota.yaml");
+    let cwd_file = if cwd_path.is_file() {
+        let canon = std::fs::canonicalize(&cwd_path).ok();
+        let named = user.iter().any(|s| {
+            std::fs::canonicalize(&s.path)
+                .ok()
+                .is_some_and(|p| Some(p) == canon)
+        });
+        if named {
+            None
+        } else {
+            Some(Source::read(&cwd_path)?)
+        }
+    } else {
+        None
+    };
+    load_config(&user, cwd_file.as_ref())
+}
+
 /// Merges the operator's sources (later wins per key: `plugin_dirs` and
 /// `playbooks` replace, plugins merge by name, targets by name) and then the
 /// working directory's `rota.yaml`, which may only set `playbooks` and
@@ -496,6 +520,26 @@ plugins:
             Some("http://127.0.0.1:4101".to_owned())
         );
         assert_eq!(t.map(|t| t.rehearsal), Some(true));
+    }
+
+    #[test]
+    fn a_cwd_file_named_by_config_is_trusted() -> Result<(), ConfigError> {
+        let dir = tempfile::tempdir().map_err(|source| ConfigError::Read {
+            path: "tempdir".into(),
+            source,
+        })?;
+        let path = dir.path().join("rota.yaml");
+        std::fs::write(&path, USER).map_err(|source| ConfigError::Read {
+            path: "rota.yaml".into(),
+            source,
+        })?;
+        let trusted = load(Some(&path), dir.path())?;
+        assert_eq!(trusted.plugin_dirs, vec![PathBuf::from("/opt/rota/plugins")]);
+        assert!(trusted.warnings.is_empty(), "{:?}", trusted.warnings);
+        let untrusted = load_config(&[], Some(&Source::read(&path)?))?;
+        assert!(untrusted.plugin_dirs.is_empty());
+        assert!(untrusted.plugins.is_empty());
+        Ok(())
     }
 
     #[test]

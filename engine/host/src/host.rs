@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use rota_core::{ActionCall, ActionCatalog, ActionError, ActionRunner, ActionSpec, Basis, SecretRef};
 use serde_json::Value;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{SUPPORTED_ABIS, v1};
@@ -176,8 +175,7 @@ impl PluginHost {
         let engine = shared_engine()?;
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| HostError::Engine(e.to_string()))?;
-        v1::Plugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
-            .map_err(|e| HostError::Engine(e.to_string()))?;
+        crate::capability::add_to_linker(&mut linker).map_err(|e| HostError::Engine(e.to_string()))?;
         let cache_dir = opts.state_dir.join("plugin-cache");
         let cache = ArtifactCache::open(&cache_dir).map_err(|source| HostError::Cache {
             path: cache_dir.display().to_string(),
@@ -388,41 +386,25 @@ fn read_entry(path: &Path, config: &Config, target: Option<&str>) -> Result<Plug
     })
 }
 
-/// Imports a plugin may have: ours, and the WASI p2 interfaces every guest
-/// toolchain links.
-fn import_provided(name: &str) -> bool {
-    if let Some(rest) = name.strip_prefix("rota:plugin/") {
-        let Some((iface, version)) = rest.split_once('@') else {
-            return false;
-        };
-        return matches!(iface, "types" | "http" | "secrets" | "log" | "clock")
-            && manifest::abi_supported(version);
-    }
-    [
-        "wasi:cli/",
-        "wasi:io/",
-        "wasi:clocks/",
-        "wasi:random/",
-        "wasi:filesystem/",
-        "wasi:sockets/",
-    ]
-    .iter()
-    .any(|p| name.starts_with(p))
-}
-
 fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
     let err = |reason: String| HostError::Load {
         plugin: entry.manifest.name.clone(),
         path: entry.path.display().to_string(),
         reason,
     };
-    let bytes = match entry.bytes.lock().unwrap_or_else(|e| e.into_inner()).take() {
+    // The bytes read at discovery (already digested) are used once; a retry
+    // after a failed link re-reads the file and checks it did not change.
+    let kept = entry.bytes.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let bytes = match kept {
         Some(b) => b,
-        None => Arc::new(std::fs::read(&entry.path).map_err(|e| err(e.to_string()))?),
+        None => {
+            let b = std::fs::read(&entry.path).map_err(|e| err(e.to_string()))?;
+            if crate::cache::digest(&b) != entry.digest {
+                return Err(err("the file changed since its manifest was read".to_owned()));
+            }
+            Arc::new(b)
+        }
     };
-    if crate::cache::digest(&bytes) != entry.digest {
-        return Err(err("the file changed since its manifest was read".to_owned()));
-    }
     let (component, how) = inner
         .cache
         .load(&inner.engine, &entry.digest, &bytes)
@@ -430,7 +412,7 @@ fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
     tracing::debug!(plugin = %entry.manifest.name, ?how, "plugin loaded");
     let ty = component.component_type();
     for (name, _) in ty.imports(&inner.engine) {
-        if !import_provided(name) {
+        if !manifest::import_provided(name) {
             return Err(err(format!(
                 "it imports `{name}`, which this host does not provide (it provides rota:plugin@{} \
                  and WASI p2 without files, environment or network)",
@@ -511,6 +493,7 @@ impl ActionRunner for PluginHost {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {
     Cpu,
+    Requests,
 }
 
 /// Everything one call's host functions need.
@@ -642,11 +625,16 @@ impl PluginHost {
             reveal: entry.reveal_granted(),
             target: entry.target.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
         });
-        let stdout = MemoryOutputPipe::new(OUTPUT_CAP);
-        let stderr = MemoryOutputPipe::new(OUTPUT_CAP);
+        let stdout = crate::output::GuestOutput::new(OUTPUT_CAP);
+        let stderr = crate::output::GuestOutput::new(OUTPUT_CAP);
+        // No preopens, env, args or stdin; sockets and name lookups refused
+        // explicitly (plugins reach the network only through rota's http).
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
         let mut store = Store::new(
             &self.inner.engine,
@@ -686,11 +674,15 @@ impl PluginHost {
                 .await
         };
         let outcome = tokio::time::timeout(limits.wall(), tracing::Instrument::instrument(run, span)).await;
-        let emit = |stream: &str, pipe: &MemoryOutputPipe| -> Option<String> {
-            let bytes = pipe.contents();
-            let text = scope.redact(&String::from_utf8_lossy(&bytes));
+        let emit = |stream: &str, pipe: &crate::output::GuestOutput| -> Option<String> {
+            let (raw, truncated) = pipe.contents();
+            let text = scope.redact(&raw);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 tracing::info!(target: "rota::plugin", plugin = %plugin, action = %action, stream, "{line}");
+            }
+            if truncated {
+                tracing::warn!(target: "rota::plugin", plugin = %plugin, action = %action, stream,
+                    "output beyond {} KiB was dropped", OUTPUT_CAP / 1024);
             }
             let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
             match lines.iter().position(|l| l.contains("panicked")) {
@@ -845,6 +837,12 @@ fn trap_error(
             limits.cpu_ms
         ));
     }
+    if state.stop == Some(Stop::Requests) {
+        return ActionError::Limit(format!(
+            "{what} exceeded its limit of {} HTTP requests per call and was stopped",
+            limits.requests
+        ));
+    }
     if state.limiter.hit {
         return ActionError::Limit(format!(
             "{what} exceeded its memory limit of {} and was stopped",
@@ -888,5 +886,30 @@ fn map_error(what: &str, e: v1::rota::plugin::types::Error, scope: &rota_core::S
         },
         E::Denied(m) => ActionError::Denied(r(m)),
         E::Internal(m) => ActionError::Internal(r(m)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_abi_and_wasi_imports_are_provided() {
+        use crate::manifest::import_provided;
+        assert!(import_provided("rota:plugin/http@1.0.0"));
+        assert!(import_provided("wasi:cli/environment@0.2.6"));
+        assert!(!import_provided("rota:plugin/http@2.0.0"));
+        assert!(!import_provided("rota:plugin/backdoor@1.0.0"));
+        assert!(!import_provided("rota:evil/backdoor@1.0.0"));
+        assert!(!import_provided("wasi:http/outgoing-handler@0.2.6"));
+    }
+
+    #[test]
+    fn select_expands_array_wildcards() {
+        let v = serde_json::json!({"keys": [{"s": 1}, {"s": 2}], "a": {"b": 3}});
+        let got: Vec<String> = select(&v, "/keys/*/s").into_iter().map(|(p, _)| p).collect();
+        assert_eq!(got, vec!["/keys/0/s".to_owned(), "/keys/1/s".to_owned()]);
+        assert_eq!(select(&v, "/a/b").len(), 1);
+        assert!(select(&v, "/missing").is_empty());
     }
 }

@@ -6,22 +6,27 @@
 //! executor sees the host only through [`rota_core::ActionCatalog`] and
 //! [`rota_core::ActionRunner`], both implemented by [`PluginHost`].
 //!
-//! Entry points for the CLI: [`config::user_sources`] + [`config::load_config`]
-//! to read `rota.yaml`, [`PluginHost::new`] (or [`PluginHost::rehearsal`]),
-//! and [`render::list`] / [`render::inspect`] for `rota plugins`.
+//! Entry points for the CLI: [`config::load`] (or [`config::user_sources`] +
+//! [`config::load_config`]) to read `rota.yaml`, [`PluginHost::new`] (or
+//! [`PluginHost::rehearsal`]) which is both the `ActionCatalog` and the
+//! `ActionRunner`, and [`render::list_text`] / [`render::list_json`] /
+//! [`render::inspect_text`] / [`render::inspect_json`] for `rota plugins`.
 
 pub mod bindings;
 pub mod cache;
+mod capability;
 pub mod caps;
 pub mod config;
 mod host;
-mod imports;
 pub mod manifest;
 pub mod net;
+mod output;
 pub mod render;
 
 pub use cache::Loaded;
-pub use config::{Config, Limits, Modeled, Source, TargetConfig, load_config, user_sources};
+pub use config::{
+    Config, ConfigError, Limits, Modeled, PluginConfig, Source, TargetConfig, load, load_config, user_sources,
+};
 pub use host::{BrokenPlugin, HostError, HostOptions, PluginEntry, PluginHost, shared_engine};
 pub use net::{Resolver, StaticResolver, SystemResolver};
 

@@ -86,6 +86,15 @@ pub enum PackageError {
     #[error("{path}: invalid manifest: {reason}")]
     BadManifest { path: String, reason: String },
     #[error(
+        "{path}: plugin {plugin:?} imports `{import}`, which this host does not provide (it provides rota:plugin@{} and WASI p2 without files, environment or network)",
+        SUPPORTED_ABIS.join(", ")
+    )]
+    UnknownImport {
+        path: String,
+        plugin: String,
+        import: String,
+    },
+    #[error(
         "{path}: plugin {plugin:?} was built for plugin ABI {abi}, which this host does not support (supported: {})",
         SUPPORTED_ABIS.join(", ")
     )]
@@ -102,6 +111,8 @@ pub enum PackageError {
 pub struct Sections {
     pub manifest: Option<Vec<u8>>,
     pub abi: Option<Vec<u8>>,
+    /// The component's own (top-level) imports, types excepted.
+    pub imports: Vec<String>,
 }
 
 /// Checks the file is a component and extracts rota's sections.
@@ -116,12 +127,30 @@ pub fn read_sections(path: &str, bytes: &[u8]) -> Result<Sections, PackageError>
             path: path.to_owned(),
         });
     }
+    let corrupt = |e: wasmparser::BinaryReaderError| PackageError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
     let mut sections = Sections::default();
+    let mut depth = 0usize;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|e| PackageError::Corrupt {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let payload = payload.map_err(corrupt)?;
+        match &payload {
+            wasmparser::Payload::ModuleSection { .. } | wasmparser::Payload::ComponentSection { .. } => {
+                depth += 1
+            }
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader.clone() {
+                    let import = import.map_err(corrupt)?;
+                    // Type imports (a world's `use`) carry no behaviour.
+                    if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        sections.imports.push(import.name.name.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
         if let wasmparser::Payload::CustomSection(reader) = payload {
             match reader.name() {
                 MANIFEST_SECTION if sections.manifest.is_none() => {
@@ -162,6 +191,13 @@ pub fn parse(path: &str, bytes: &[u8]) -> Result<(Manifest, String), PackageErro
         });
     }
     validate(&manifest).map_err(bad)?;
+    if let Some(import) = sections.imports.iter().find(|i| !import_provided(i)) {
+        return Err(PackageError::UnknownImport {
+            path: path.to_owned(),
+            plugin: manifest.name,
+            import: import.clone(),
+        });
+    }
     Ok((manifest, abi))
 }
 
@@ -183,6 +219,27 @@ pub fn abi_supported(abi: &str) -> bool {
         .iter()
         .filter_map(|s| parse(s))
         .any(|(m, n)| m == major && n >= minor)
+}
+
+/// Imports a plugin may have: ours, and the WASI p2 interfaces every guest
+/// toolchain links.
+pub fn import_provided(name: &str) -> bool {
+    if let Some(rest) = name.strip_prefix("rota:plugin/") {
+        let Some((iface, version)) = rest.split_once('@') else {
+            return false;
+        };
+        return matches!(iface, "types" | "http" | "secrets" | "log" | "clock") && abi_supported(version);
+    }
+    [
+        "wasi:cli/",
+        "wasi:io/",
+        "wasi:clocks/",
+        "wasi:random/",
+        "wasi:filesystem/",
+        "wasi:sockets/",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 fn validate(m: &Manifest) -> Result<(), String> {

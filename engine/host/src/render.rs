@@ -30,17 +30,18 @@ fn capability_rows(e: &PluginEntry) -> Vec<Value> {
                     .granted
                     .iter()
                     .filter(|g| {
-                        // A grant serves a declaration when the grant's
-                        // origins are inside the declared pattern.
+                        // Shown as serving a declaration when a
+                        // representative origin of the grant is inside the
+                        // declared pattern (the policy decides requests).
                         let probe = crate::caps::Origin {
                             scheme: g.scheme.clone(),
                             host: match &g.host {
                                 crate::caps::HostPattern::Exact(h) => h.clone(),
                                 crate::caps::HostPattern::Subdomains(a) => format!("x.{a}"),
                             },
-                            port: g.port.unwrap_or(0),
+                            port: g.port.or(d.port).unwrap_or(1),
                         };
-                        d.matches(&probe) || (g.port.is_none() && d.port.is_none())
+                        d.matches(&probe)
                     })
                     .map(ToString::to_string)
                     .collect(),
@@ -111,7 +112,8 @@ pub fn list_text(host: &PluginHost) -> String {
         ));
     }
     for b in host.broken() {
-        out.push_str(&format!("BROKEN {}: {}\n", b.path.display(), b.error));
+        // The error starts with the path already.
+        out.push_str(&format!("BROKEN {}\n", b.error));
     }
     out
 }
@@ -190,6 +192,9 @@ pub fn inspect_text(host: &PluginHost, name: &str) -> Option<String> {
     }
     if e.manifest.origins.is_empty() {
         o.push_str("    (declares none)\n");
+    }
+    if e.policy.rehearsal {
+        o.push_str("    (rehearsal: the granted simulator origins stand in for the declared ones)\n");
     }
     let g = granted(e);
     o.push_str(&format!(

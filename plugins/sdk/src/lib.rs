@@ -13,7 +13,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 #[doc(hidden)]
-#[allow(unsafe_code, reason = "wit-bindgen's generated canonical-ABI glue")]
+#[allow(
+    unsafe_code,
+    clippy::too_many_arguments,
+    reason = "wit-bindgen's generated canonical-ABI glue"
+)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit/rota-plugin-1.0.0",

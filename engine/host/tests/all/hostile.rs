@@ -274,3 +274,45 @@ async fn reveal_works_only_when_granted() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_chatty_plugin_is_truncated_not_killed() -> TestResult {
+    let f = fixture(both(vec![]), None);
+    let (logs, _guard) = capture_logs();
+    let out = f.run("hostile", "chatty", json!({})).await?;
+    assert_eq!(out, json!({"printed": 64 * 16 * 1024}));
+    let logs = logs.text();
+    assert!(
+        logs.contains("output beyond 64 KiB was dropped"),
+        "{}",
+        &logs[logs.len().saturating_sub(500)..]
+    );
+    assert!(logs.len() < 1 << 20, "the host kept only the capped output");
+    f.still_works().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_flood_hits_the_request_limit() -> TestResult {
+    let (addr, server) = serve().await;
+    let mut targets = both(vec![origin(addr)]);
+    if let Some(t) = targets.get_mut("hostile") {
+        t.limits.requests = 5;
+    }
+    let f = fixture(targets, None);
+    let e = f
+        .run(
+            "hostile",
+            "flood",
+            json!({"url": format!("{}/json", origin(addr))}),
+        )
+        .await
+        .err();
+    assert!(
+        matches!(&e, Some(ActionError::Limit(m)) if m.contains("hostile.flood") && m.contains("limit of 5 HTTP requests")),
+        "{e:?}"
+    );
+    assert_eq!(server.hits(), 5);
+    f.still_works().await;
+    Ok(())
+}

@@ -91,16 +91,40 @@ fn fixture_call(plugin: &str, action: &str) -> rota_core::ActionCall {
 #[tokio::test]
 async fn a_component_importing_an_unknown_interface_is_refused() -> TestResult {
     let state = state_dir();
+    let path = PathBuf::from(rota_host::test_plugins::MISSING_IMPORT);
     let host = host_with(
-        vec![PathBuf::from(rota_host::test_plugins::MISSING_IMPORT)],
+        vec![path.clone(), PathBuf::from(rota_host::test_plugins::ECHO)],
         state.path(),
+    );
+    // Refused at discovery, from the component's import section, without
+    // compiling or running it.
+    let err = host
+        .broken()
+        .iter()
+        .find(|b| b.path == path)
+        .map(|b| b.error.clone())
+        .unwrap_or_default();
+    assert!(
+        err.contains("\"missing-import\"")
+            && err.contains("rota:evil/backdoor")
+            && err.contains("does not provide"),
+        "{err}"
+    );
+    assert!(
+        rota_host::render::list_text(&host).contains("BROKEN"),
+        "{}",
+        rota_host::render::list_text(&host)
     );
     let e = rota_core::ActionRunner::invoke(&host, fixture_call("missing-import", "noop"))
         .await
         .err();
     assert!(
-        matches!(&e, Some(ActionError::Internal(m)) if m.contains("\"missing-import\"") && m.contains("rota:evil/backdoor") && m.contains("does not provide")),
+        matches!(&e, Some(ActionError::Internal(m)) if m.contains("no plugin named")),
         "{e:?}"
+    );
+    assert_eq!(
+        rota_core::ActionRunner::invoke(&host, fixture_call("echo", "noop")).await?,
+        json!({})
     );
     Ok(())
 }

@@ -16,6 +16,8 @@ rota_plugin_sdk::plugin! {
         "fetch" => fetch,
         "log-secret" => log_secret,
         "capture-undeclared" => capture_undeclared,
+        "flood" => flood,
+        "chatty" => chatty,
         "bad-output" => bad_output,
     },
 }
@@ -94,6 +96,25 @@ fn capture_undeclared(_ctx: &Context, input: UrlIn) -> Result<Value, Error> {
         .capture_json("/secret", "somewhere-else")
         .send()?;
     Ok(json!({"status": resp.status()}))
+}
+
+fn flood(_ctx: &Context, input: UrlIn) -> Result<Value, Error> {
+    let mut sent = 0u32;
+    loop {
+        let _ = http::get(&input.url).send();
+        sent += 1;
+        if sent > 100_000 {
+            return Ok(json!({"sent": sent}));
+        }
+    }
+}
+
+fn chatty(_ctx: &Context, _input: Value) -> Result<Value, Error> {
+    let line = "x".repeat(16 * 1024 - 1);
+    for _ in 0..64 {
+        println!("{line}");
+    }
+    Ok(json!({"printed": 64 * 16 * 1024}))
 }
 
 fn bad_output(_ctx: &Context, _input: Value) -> Result<Value, Error> {

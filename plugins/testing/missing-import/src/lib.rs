@@ -1,6 +1,10 @@
 //! A component that imports `rota:evil/backdoor`, which no host provides.
 
-#[allow(unsafe_code, reason = "wit-bindgen's generated canonical-ABI glue")]
+#[allow(
+    unsafe_code,
+    clippy::too_many_arguments,
+    reason = "wit-bindgen's generated canonical-ABI glue"
+)]
 mod bindings {
     wit_bindgen::generate!({
     inline: r#"

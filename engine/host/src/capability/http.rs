@@ -1,88 +1,35 @@
-//! The host functions plugins import: http, secrets, log, clock. Every one
-//! runs in a `plugin.<iface>.<fn>` span with plugin and action fields and
-//! never records a secret value.
+//! `rota:plugin/http`: the only network a plugin has.
+//!
+//! Design decision: the request's origin is decided by the plugin's
+//! `HttpPolicy` (declared AND granted, DNS answers checked) BEFORE any secret
+//! is resolved, so a handle can only ever travel to a granted origin of a
+//! plugin it is bound to; captured values go straight into the store and the
+//! plugin gets a handle back, with the field removed from what it sees.
 
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use rota_core::{CaptureTarget, Provenance, Secret, SecretAccessError, SecretRef};
+
 use serde_json::Value;
 use tracing::Instrument;
+use wasmtime::component::{HasSelf, Linker};
 
-use crate::bindings::v1::rota::plugin::{clock, http, log, secrets, types};
-use crate::host::State;
+use super::clock::now_ms;
+use crate::bindings::v1::rota::plugin::http;
+use crate::host::{State, Stop};
 
-impl types::Host for State {}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-impl clock::Host for State {
-    async fn now_ms(&mut self) -> u64 {
-        now_ms()
-    }
-}
-
-impl log::Host for State {
-    async fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
-        let scope = &self.ctx.call.secrets;
-        let message = scope.redact(&message);
-        let fields = fields
-            .iter()
-            .map(|(k, v)| format!("{}={}", scope.redact(k), scope.redact(v)))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let (plugin, action) = (&self.ctx.plugin, &self.ctx.action);
-        let _span = tracing::info_span!("plugin.log.log", plugin = %plugin, action = %action).entered();
-        match level {
-            log::Level::Trace => {
-                tracing::trace!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
-            }
-            log::Level::Debug => {
-                tracing::debug!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
-            }
-            log::Level::Info => {
-                tracing::info!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
-            }
-            log::Level::Warn => {
-                tracing::warn!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
-            }
-            log::Level::Error => {
-                tracing::error!(target: "rota::plugin", plugin = %plugin, action = %action, fields = %fields, "{message}")
-            }
-        }
-    }
-}
-
-impl secrets::Host for State {
-    async fn reveal(&mut self, handle: String) -> Result<String, String> {
-        let ctx = self.ctx.clone();
-        let _span = tracing::info_span!("plugin.secrets.reveal", plugin = %ctx.plugin, action = %ctx.action)
-            .entered();
-        if !ctx.reveal {
-            let msg = format!(
-                "plugin {:?} may not reveal secrets: the operator has not granted `reveal` for target {:?}",
-                ctx.plugin, ctx.target
-            );
-            tracing::warn!(plugin = %ctx.plugin, action = %ctx.action, handle = %handle, "{msg}");
-            return Err(msg);
-        }
-        let h: SecretRef = handle.parse()?;
-        ctx.call
-            .secrets
-            .value_for(&ctx.plugin, &h)
-            .map(|s| s.expose().to_owned())
-            .map_err(|e| e.to_string())
-    }
+/// Links `rota:plugin/http` into a plugin linker.
+pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    http::add_to_linker::<State, HasSelf<State>>(linker, |s| s)
 }
 
 impl http::Host for State {
-    async fn send(&mut self, req: http::Request) -> Result<http::Response, http::HttpError> {
+    async fn send(
+        &mut self,
+        req: http::Request,
+    ) -> wasmtime::Result<Result<http::Response, http::HttpError>> {
         let ctx = self.ctx.clone();
         let span = tracing::info_span!(
             "plugin.http.send",
@@ -94,15 +41,13 @@ impl http::Host for State {
         );
         self.requests += 1;
         if self.requests > ctx.limits.requests {
-            return Err(http::HttpError::Denied(format!(
-                "{}.{} exceeded its limit of {} HTTP requests per call",
-                ctx.plugin, ctx.action, ctx.limits.requests
-            )));
+            self.stop = Some(Stop::Requests);
+            return Err(wasmtime::Error::msg("HTTP request limit reached"));
         }
         let start = Instant::now();
         let result = send(&ctx, req).instrument(span).await;
         self.host_time += start.elapsed();
-        result
+        Ok(result)
     }
 }
 
@@ -448,5 +393,48 @@ fn take_pointer(doc: &mut Value, ptr: &str) -> Option<Value> {
             (i < a.len()).then(|| a.remove(i))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn take_pointer_removes_the_field() {
+        let mut doc = json!({"key": {"id": "k1", "secret": "s"}, "list": ["a", "b"]});
+        assert_eq!(take_pointer(&mut doc, "/key/secret"), Some(json!("s")));
+        assert_eq!(take_pointer(&mut doc, "/list/1"), Some(json!("b")));
+        assert_eq!(take_pointer(&mut doc, "/missing"), None);
+        assert_eq!(doc, json!({"key": {"id": "k1"}, "list": ["a"]}));
+    }
+
+    #[test]
+    fn json_body_injection_replaces_only_that_handle() {
+        let mut body = json!({"a": {"$secret": "x@1"}, "b": [{"$secret": "y@2"}], "c": {"$secret": "x@1"}});
+        assert_eq!(replace_handle(&mut body, "x@1", &Secret::new("v")), 2);
+        assert_eq!(body, json!({"a": "v", "b": [{"$secret": "y@2"}], "c": "v"}));
+    }
+
+    #[test]
+    fn hmac_matches_known_vectors() -> Result<(), http::HttpError> {
+        // RFC 2202 test case 2 (SHA-1) and RFC 4231 test case 2 (SHA-256).
+        let sig = hmac_sign(
+            http::HmacAlgorithm::Sha1,
+            b"Jefe",
+            b"what do ya want for nothing?",
+        )?;
+        assert_eq!(hex::encode(sig), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+        let sig = hmac_sign(
+            http::HmacAlgorithm::Sha256,
+            b"Jefe",
+            b"what do ya want for nothing?",
+        )?;
+        assert_eq!(
+            hex::encode(sig),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        Ok(())
     }
 }
