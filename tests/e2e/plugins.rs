@@ -2,7 +2,7 @@
 //! rota-host's build script, an operator config granting a loopback origin,
 //! and a secret injected by the host into a real HTTP request.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;
 
@@ -24,15 +24,15 @@ fn one_shot_server() -> (String, mpsc::Receiver<String>) {
                 request.push_str(&line);
                 line.clear();
             }
+            let _ = tx.send(request);
             let body = r#"{"ok":true}"#;
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
-            let mut rest = Vec::new();
-            let _ = reader.read_to_end(&mut rest);
-            let _ = tx.send(request);
+            let _ = stream.flush();
+            let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     });
     (origin, rx)
