@@ -194,6 +194,29 @@ fn credentials_recorded_by_a_run_show_up_in_the_inventory() {
     assert_eq!(all.as_array().map(Vec::len), Some(2));
 }
 
+/// Regression: a changing action inside for_each journals its intent under
+/// the step that is in flight (it used to be refused as "not in flight").
+#[test]
+fn changing_actions_in_for_each_are_journaled() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: each\ndescription: t\nsteps:\n  - id: record\n    for_each: [\"2001\", \"2002\"]\n    uses: core.inventory.record\n    with: {vendor: plytix, account: acme, key_id: \"{{item}}\"}\n",
+    );
+    let run = Test::new_in(&t).args(&["run", "p.yaml", "--run-id", "r1"]).run();
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let show = Test::new_in(&t)
+        .args(&["runs", "show", "r1", "--output", "json"])
+        .run();
+    let record: serde_json::Value = serde_json::from_str(&show.stdout).expect("JSON");
+    let intents: Vec<&str> = record["steps"][0]["intents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["idempotency_key"].as_str())
+        .collect();
+    assert_eq!(intents, vec!["r1/record/0", "r1/record/1"]);
+}
+
 #[cfg(feature = "crash-points")]
 mod crash {
     use super::*;

@@ -943,9 +943,10 @@ impl Run<'_> {
             None => format!("{}/{}", self.run_id, step.id),
         };
         if !spec.read_only {
+            // The journal tracks whole steps; the idempotency key names the item.
             let at = At {
                 step: &step.id,
-                iteration,
+                iteration: None,
             };
             self.ex
                 .journal

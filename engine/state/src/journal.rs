@@ -454,6 +454,19 @@ fn ensure_not_running_elsewhere(c: &Connection, run_id: &str, me: &ProcessId) ->
 }
 
 /// The latest attempt of `key`, and whether it finished.
+/// The attempt of a step that is in flight, or a journal error saying why not.
+fn in_flight_attempt(
+    c: &Connection,
+    run_id: &str,
+    key: &StepKey,
+    why: impl FnOnce() -> String,
+) -> Result<u32, StateError> {
+    match latest_attempt(c, run_id, key)? {
+        Some((attempt, false)) => Ok(attempt),
+        _ => Err(journal_err(run_id, why())),
+    }
+}
+
 fn latest_attempt(c: &Connection, run_id: &str, key: &StepKey) -> Result<Option<(u32, bool)>, StateError> {
     let iteration = key.iteration_text();
     let started: Option<(i64, i64)> = c
@@ -621,15 +634,9 @@ impl State {
     pub fn intent(&self, run_id: &str, key: &StepKey, intent: &Intent) -> Result<(), StateError> {
         self.db.write(|tx| {
             ensure_open_run(tx, run_id)?;
-            let attempt = match latest_attempt(tx, run_id, key)? {
-                Some((a, false)) => a,
-                _ => {
-                    return Err(journal_err(
-                        run_id,
-                        format!("intent for step {key}, which is not in flight"),
-                    ));
-                }
-            };
+            let attempt = in_flight_attempt(tx, run_id, key, || {
+                format!("intent for step {key}, which is not in flight")
+            })?;
             insert_event(
                 tx,
                 run_id,
@@ -646,15 +653,9 @@ impl State {
     pub fn step_finished(&self, run_id: &str, key: &StepKey, end: &StepEnd) -> Result<(), StateError> {
         self.db.write(|tx| {
             ensure_open_run(tx, run_id)?;
-            let attempt = match latest_attempt(tx, run_id, key)? {
-                Some((a, false)) => a,
-                _ => {
-                    return Err(journal_err(
-                        run_id,
-                        format!("step {key} finished but is not in flight"),
-                    ));
-                }
-            };
+            let attempt = in_flight_attempt(tx, run_id, key, || {
+                format!("step {key} finished but is not in flight")
+            })?;
             insert_event(
                 tx,
                 run_id,
