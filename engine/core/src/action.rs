@@ -42,6 +42,38 @@ pub struct ActionSpec {
     /// Names of the secrets this action may capture from a vendor response;
     /// the step maps each to a playbook `secrets` entry with `captures:`.
     pub captures: Vec<String>,
+    /// What `rota runs resume` may do with a call of this action that was in
+    /// flight when the run stopped.
+    pub resume: ResumePolicy,
+    /// An action of the same plugin that deletes, by its vendor key ID, what
+    /// this action creates: run for an orphan a resume finds, and at once when
+    /// a captured secret cannot be stored.
+    pub revoke: Option<String>,
+    /// RFC 6901 pointer to the vendor's key ID in the response a capture is
+    /// taken from; stored in the same transaction as the captured secret.
+    pub key_id: Option<String>,
+}
+
+/// What a resume does with an interrupted call (no vendor documents
+/// idempotency keys, so a call in flight is never repeated blindly).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ResumePolicy {
+    /// The resume refuses and names the call to check: the default for an
+    /// action that changes something and declares nothing.
+    #[default]
+    Refuse,
+    /// Repeating the call is harmless (it sets a value, e.g. a PUT).
+    Repeat,
+    /// Read-only actions of the same plugin read the vendor's state: the
+    /// optional `snapshot` runs just before the call (its output journaled
+    /// with the intent), `reconcile` after an interruption decides whether
+    /// the call was applied (adopt its result), not applied (redo it) or left
+    /// an orphan (revoke it by key ID, then redo).
+    Reconcile {
+        snapshot: Option<String>,
+        reconcile: String,
+    },
 }
 
 impl ActionSpec {

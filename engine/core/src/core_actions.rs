@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::action::{ActionSpec, Basis};
+use crate::action::{ActionSpec, Basis, ResumePolicy};
 
 fn spec(action: &str, description: &str, input: Value, read_only: bool) -> ActionSpec {
     ActionSpec {
@@ -18,6 +18,9 @@ fn spec(action: &str, description: &str, input: Value, read_only: bool) -> Actio
         read_only,
         basis: Basis::Documented,
         captures: Vec::new(),
+        resume: ResumePolicy::Refuse,
+        revoke: None,
+        key_id: None,
     }
 }
 

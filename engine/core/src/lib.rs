@@ -26,6 +26,7 @@ pub mod yaml;
 
 pub use action::{
     ActionCall, ActionCatalog, ActionError, ActionRunner, ActionSpec, Basis, CaptureTarget, NoPlugins,
+    ResumePolicy,
 };
 pub use diagnostic::{Diagnostic, Diagnostics, ErrorKind, Pos};
 pub use playbook::Playbook;

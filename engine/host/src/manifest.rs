@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use rota_core::{ActionSpec, Basis};
+use rota_core::{ActionSpec, Basis, ResumePolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -46,8 +46,42 @@ pub struct ActionManifest {
     pub basis: BasisName,
     #[serde(default)]
     pub captures: Vec<String>,
+    /// RFC 6901 pointer to the vendor's key ID in the response a capture is
+    /// taken from (e.g. `/id`).
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// What a resume does with an interrupted call (see [`ResumeManifest`]).
+    #[serde(default)]
+    pub resume: Option<ResumeManifest>,
+    /// The action that deletes what this one creates, by vendor key ID.
+    #[serde(default)]
+    pub revoke: Option<String>,
     pub input: Value,
     pub output: Value,
+}
+
+/// `"resume": "repeat"` or `"resume": {"reconcile": "<read-only action>",
+/// "snapshot": "<read-only action>"}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ResumeManifest {
+    Keyword(ResumeKeyword),
+    Reconcile(ReconcileManifest),
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ResumeKeyword {
+    /// Repeating the call is harmless.
+    Repeat,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileManifest {
+    pub reconcile: String,
+    #[serde(default)]
+    pub snapshot: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +312,57 @@ fn validate(m: &Manifest) -> Result<(), String> {
             })?;
         }
     }
+    for a in &m.actions {
+        validate_recovery(m, a).map_err(|e| format!("action {:?}: {e}", a.name))?;
+    }
+    Ok(())
+}
+
+/// `resume`, `revoke` and `key_id` name actions that exist and fit their role.
+fn validate_recovery(m: &Manifest, a: &ActionManifest) -> Result<(), String> {
+    let refer = |field: &str, name: &str, read_only: bool| -> Result<(), String> {
+        let target = m
+            .action(name)
+            .ok_or_else(|| format!("{field} names action {name:?}, which the plugin does not declare"))?;
+        if target.name == a.name {
+            return Err(format!("{field} cannot name the action itself"));
+        }
+        match (read_only, target.read_only) {
+            (true, false) => Err(format!(
+                "{field} action {name:?} must be read_only: it runs during resumes and plans"
+            )),
+            (false, true) => Err(format!(
+                "{field} action {name:?} is read_only, but revoking changes something"
+            )),
+            _ => Ok(()),
+        }
+    };
+    if a.read_only && (a.resume.is_some() || a.revoke.is_some()) {
+        return Err(
+            "a read_only action is always safe to repeat; `resume` and `revoke` are for actions that change something"
+                .to_owned(),
+        );
+    }
+    if let Some(ResumeManifest::Reconcile(r)) = &a.resume {
+        refer("resume.reconcile", &r.reconcile, true)?;
+        if let Some(s) = &r.snapshot {
+            refer("resume.snapshot", s, true)?;
+        }
+    }
+    if let Some(r) = &a.revoke {
+        refer("revoke", r, false)?;
+    }
+    if let Some(k) = &a.key_id {
+        if !k.starts_with('/') {
+            return Err(format!("key_id {k:?} must be a JSON pointer starting with '/'"));
+        }
+        if a.captures.is_empty() {
+            return Err(
+                "key_id locates the vendor's ID beside a captured secret; the action captures nothing"
+                    .to_owned(),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -296,6 +381,16 @@ impl Manifest {
             read_only: a.read_only,
             basis: a.basis.into(),
             captures: a.captures.clone(),
+            resume: match &a.resume {
+                None => ResumePolicy::Refuse,
+                Some(ResumeManifest::Keyword(ResumeKeyword::Repeat)) => ResumePolicy::Repeat,
+                Some(ResumeManifest::Reconcile(r)) => ResumePolicy::Reconcile {
+                    snapshot: r.snapshot.clone(),
+                    reconcile: r.reconcile.clone(),
+                },
+            },
+            revoke: a.revoke.clone(),
+            key_id: a.key_id.clone(),
         }
     }
 }
@@ -346,6 +441,108 @@ mod tests {
             read_sections("x.wasm", b"hello"),
             Err(PackageError::NotWasm { .. })
         ));
+    }
+
+    fn manifest(actions: Value) -> Result<Manifest, String> {
+        let m: Manifest = serde_json::from_value(serde_json::json!({
+            "name": "v", "version": "1", "actions": actions
+        }))
+        .map_err(|e| e.to_string())?;
+        validate(&m).map(|()| m)
+    }
+
+    fn action(name: &str, read_only: bool, extra: Value) -> Value {
+        let mut a = serde_json::json!({
+            "name": name, "read_only": read_only, "basis": "modeled",
+            "input": {"type": "object"}, "output": {"type": "object"}
+        });
+        if let (Some(a), Value::Object(extra)) = (a.as_object_mut(), extra) {
+            a.extend(extra);
+        }
+        a
+    }
+
+    #[test]
+    fn resume_policies_are_parsed_into_the_spec() -> Result<(), String> {
+        let m = manifest(serde_json::json!([
+            action(
+                "add",
+                false,
+                serde_json::json!({
+                    "captures": ["secret"], "key_id": "/id", "revoke": "drop",
+                    "resume": {"reconcile": "find", "snapshot": "ids"}
+                })
+            ),
+            action("set", false, serde_json::json!({"resume": "repeat"})),
+            action("drop", false, serde_json::json!({})),
+            action("find", true, serde_json::json!({})),
+            action("ids", true, serde_json::json!({})),
+        ]))?;
+        let spec = |n: &str| m.action(n).map(|a| m.spec(a)).ok_or("missing");
+        let add = spec("add")?;
+        assert_eq!(
+            add.resume,
+            ResumePolicy::Reconcile {
+                snapshot: Some("ids".into()),
+                reconcile: "find".into()
+            }
+        );
+        assert_eq!(add.revoke.as_deref(), Some("drop"));
+        assert_eq!(add.key_id.as_deref(), Some("/id"));
+        assert_eq!(spec("set")?.resume, ResumePolicy::Repeat);
+        assert_eq!(spec("drop")?.resume, ResumePolicy::Refuse);
+        Ok(())
+    }
+
+    #[test]
+    fn resume_references_are_checked() {
+        let err = |actions: Value| manifest(actions).err().unwrap_or_default();
+        assert!(
+            err(serde_json::json!([action(
+                "add",
+                false,
+                serde_json::json!({"resume": {"reconcile": "nope"}})
+            )]))
+            .contains("does not declare")
+        );
+        assert!(
+            err(serde_json::json!([
+                action("add", false, serde_json::json!({"resume": {"reconcile": "w"}})),
+                action("w", false, serde_json::json!({}))
+            ]))
+            .contains("must be read_only")
+        );
+        assert!(
+            err(serde_json::json!([
+                action("add", false, serde_json::json!({"revoke": "r"})),
+                action("r", true, serde_json::json!({}))
+            ]))
+            .contains("revoking changes something")
+        );
+        assert!(
+            err(serde_json::json!([action(
+                "r",
+                true,
+                serde_json::json!({"resume": "repeat"})
+            )]))
+            .contains("always safe to repeat")
+        );
+        assert!(
+            err(serde_json::json!([action(
+                "a",
+                false,
+                serde_json::json!({"key_id": "/id"})
+            )]))
+            .contains("captures nothing")
+        );
+        assert!(
+            err(serde_json::json!([action(
+                "a",
+                false,
+                serde_json::json!({"resume": "again"})
+            )]))
+            .contains("did not match")
+        );
     }
 
     #[test]

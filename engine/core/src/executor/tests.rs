@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::*;
-use crate::action::Basis;
+use crate::action::{Basis, ResumePolicy};
 use crate::event::Recorder;
 use crate::load::load_source;
 use crate::operator::{Absent, Scripted};
@@ -76,6 +76,9 @@ fn spec(action: &str, read_only: bool, basis: Basis, output: Value) -> ActionSpe
         read_only,
         basis,
         captures: Vec::new(),
+        resume: ResumePolicy::Refuse,
+        revoke: None,
+        key_id: None,
     }
 }
 
