@@ -1,7 +1,9 @@
-//! Builds the plugins workspace (SDK + test plugins) for wasm32-wasip2 in ONE
-//! cargo invocation into `plugins/target` (never this build's target
-//! directory: cargo would deadlock on its own lock), and exports the paths of
-//! the test plugins as `ROTA_TEST_PLUGIN_*` for `rota_host::test_plugins`.
+//! Builds the plugins workspace (SDK, first-party vendor plugins, test
+//! plugins) for wasm32-wasip2 in ONE cargo invocation into `plugins/target`
+//! (never this build's target directory: cargo would deadlock on its own
+//! lock), exports the paths of the test plugins as `ROTA_TEST_PLUGIN_*` for
+//! `rota_host::test_plugins`, and writes `bundled.rs` into `OUT_DIR`: the
+//! vendor plugins embedded in the binary (`rota_host::bundled`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +14,18 @@ const PLUGINS: &[(&str, &str)] = &[
     ("HOSTILE", "rota_test_hostile"),
     ("FUTURE_ABI", "rota_test_future_abi"),
     ("MISSING_IMPORT", "rota_test_missing_import"),
+];
+
+/// First-party vendor plugins (`plugins/<dir>`, crate `rota-plugin-<dir>`),
+/// embedded in the `rota` binary. A directory that does not exist yet is
+/// skipped.
+const VENDOR_PLUGINS: &[&str] = &[
+    "plex",
+    "demandcaster",
+    "plytix",
+    "soar",
+    "constellix",
+    "consumers",
 ];
 
 fn main() {
@@ -27,6 +41,16 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
+    let vendors: Vec<&str> = VENDOR_PLUGINS
+        .iter()
+        .copied()
+        .filter(|v| plugins.join(v).join("Cargo.toml").is_file())
+        .collect();
+    for v in VENDOR_PLUGINS {
+        println!("cargo:rerun-if-changed={}", plugins.join(v).display());
+    }
+    let bundled_rs =
+        PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into())).join("bundled.rs");
     let target_dir = plugins.join("target");
     let out = target_dir.join(TARGET).join("release");
     for (key, file) in PLUGINS {
@@ -39,7 +63,8 @@ fn main() {
     // constants then point at files that do not exist.
     println!("cargo:rerun-if-env-changed=ROTA_SKIP_PLUGIN_BUILD");
     if std::env::var_os("ROTA_SKIP_PLUGIN_BUILD").is_some_and(|v| v == "1") {
-        println!("cargo:warning=ROTA_SKIP_PLUGIN_BUILD=1: test plugins not built");
+        println!("cargo:warning=ROTA_SKIP_PLUGIN_BUILD=1: plugins not built, none bundled");
+        write_bundled(&bundled_rs, &[]);
         return;
     }
     ensure_target();
@@ -76,6 +101,34 @@ fn main() {
             "the plugins build did not produce {}",
             p.display()
         );
+    }
+    let files: Vec<PathBuf> = vendors
+        .iter()
+        .map(|v| out.join(format!("rota_plugin_{v}.wasm")))
+        .collect();
+    for f in &files {
+        assert!(f.is_file(), "the plugins build did not produce {}", f.display());
+    }
+    write_bundled(&bundled_rs, &files);
+}
+
+/// `pub static BUNDLED: &[(&str, &[u8])]`: file name and bytes of each
+/// vendor plugin.
+fn write_bundled(path: &Path, files: &[PathBuf]) {
+    let mut code = String::from("pub static BUNDLED: &[(&str, &[u8])] = &[\n");
+    for f in files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        code.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            f.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    if let Err(e) = std::fs::write(path, code) {
+        panic!("cannot write {}: {e}", path.display());
     }
 }
 

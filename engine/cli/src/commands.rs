@@ -55,6 +55,7 @@ impl Env {
             })?;
         let mut opts = HostOptions::new(state_dir);
         opts.target = globals.target.clone();
+        opts.bundled = true;
         let host = Arc::new(PluginHost::new(&config, opts).map_err(|e| exit::Exit {
             code: exit::ENVIRONMENT,
             message: format!("error: cannot start the plugin host: {e}"),

@@ -38,6 +38,10 @@ pub struct HostOptions {
     pub resolver: Option<Arc<dyn Resolver>>,
     /// Plugin files loaded besides those found in `plugin_dirs`.
     pub extra_plugins: Vec<PathBuf>,
+    /// Also load the first-party plugins embedded in this build
+    /// ([`crate::bundled`]); a plugin of the same name found in
+    /// `plugin_dirs` takes precedence.
+    pub bundled: bool,
 }
 
 impl HostOptions {
@@ -47,6 +51,7 @@ impl HostOptions {
             target: None,
             resolver: None,
             extra_plugins: Vec::new(),
+            bundled: false,
         }
     }
 }
@@ -81,7 +86,10 @@ pub enum HostError {
 /// A plugin file found on disk: its manifest (read without running it) or
 /// why it cannot be used.
 pub struct PluginEntry {
+    /// The file, or `bundled:<file name>` for a plugin embedded in the binary.
     pub path: PathBuf,
+    /// The embedded bytes of a bundled plugin.
+    bundled: Option<&'static [u8]>,
     pub digest: String,
     pub manifest: Manifest,
     pub abi: String,
@@ -199,8 +207,22 @@ impl PluginHost {
 
         let mut plugins = BTreeMap::new();
         let mut broken = Vec::new();
-        for path in files {
-            match read_entry(&path, config, opts.target.as_deref()) {
+        let embedded = if opts.bundled {
+            crate::bundled::BUNDLED
+        } else {
+            &[]
+        };
+        let bundled = embedded
+            .iter()
+            .map(|(file, bytes)| (PathBuf::from(format!("bundled:{file}")), Some(*bytes)));
+        for (path, bundled) in files.into_iter().map(|p| (p, None)).chain(bundled) {
+            let read = match bundled {
+                Some(bytes) => entry_from(&path, bytes.to_vec(), Some(bytes), config, opts.target.as_deref()),
+                None => read_entry(&path, config, opts.target.as_deref()),
+            };
+            match read {
+                // An operator's copy of a first-party plugin replaces the bundled one.
+                Ok(entry) if entry.bundled.is_some() && plugins.contains_key(&entry.manifest.name) => {}
                 Ok(entry) => {
                     if plugins.contains_key(&entry.manifest.name) {
                         broken.push(BrokenPlugin {
@@ -328,15 +350,25 @@ impl PluginHost {
 }
 
 fn read_entry(path: &Path, config: &Config, target: Option<&str>) -> Result<PluginEntry, HostError> {
-    let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| HostError::Load {
         plugin: path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        path: shown.clone(),
+        path: path.display().to_string(),
         reason: e.to_string(),
     })?;
+    entry_from(path, bytes, None, config, target)
+}
+
+fn entry_from(
+    path: &Path,
+    bytes: Vec<u8>,
+    bundled: Option<&'static [u8]>,
+    config: &Config,
+    target: Option<&str>,
+) -> Result<PluginEntry, HostError> {
+    let shown = path.display().to_string();
     let (manifest, abi) = manifest::parse(&shown, &bytes)?;
     let target = config.target(&manifest.name, target).cloned();
     let load_err = |reason: String| HostError::Load {
@@ -374,6 +406,7 @@ fn read_entry(path: &Path, config: &Config, target: Option<&str>) -> Result<Plug
     };
     Ok(PluginEntry {
         path: path.to_owned(),
+        bundled,
         digest: crate::cache::digest(&bytes),
         manifest,
         abi,
@@ -395,9 +428,10 @@ fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
     // The bytes read at discovery (already digested) are used once; a retry
     // after a failed link re-reads the file and checks it did not change.
     let kept = entry.bytes.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let bytes = match kept {
-        Some(b) => b,
-        None => {
+    let bytes = match (kept, entry.bundled) {
+        (Some(b), _) => b,
+        (None, Some(b)) => Arc::new(b.to_vec()),
+        (None, None) => {
             let b = std::fs::read(&entry.path).map_err(|e| err(e.to_string()))?;
             if crate::cache::digest(&b) != entry.digest {
                 return Err(err("the file changed since its manifest was read".to_owned()));

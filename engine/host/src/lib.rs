@@ -13,6 +13,7 @@
 //! [`render::inspect_text`] / [`render::inspect_json`] for `rota plugins`.
 
 pub mod bindings;
+pub mod bundled;
 pub mod cache;
 mod capability;
 pub mod caps;
