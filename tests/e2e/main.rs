@@ -6,5 +6,7 @@ mod cli;
 mod interactive;
 mod leaks;
 mod plugins;
+mod rehearsal;
+mod sims;
 mod state;
 mod test;

@@ -26,6 +26,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NAME")]
     pub target: Option<String>,
 
+    /// Use the rehearsal state (`<state dir>/rehearsal`: what `run --rehearse` recorded).
+    #[arg(long, global = true)]
+    pub rehearsal: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -196,6 +200,10 @@ pub enum SimsCmd {
         /// Fixture and fault seed.
         #[arg(long)]
         seed: Option<u64>,
+        /// Simulator settings, YAML or JSON: seed, faults per system, time_scale,
+        /// background_interval_ms, soar_lockout_threshold, ...
+        #[arg(long, value_name = "FILE")]
+        settings: Option<PathBuf>,
     },
 }
 
@@ -241,6 +249,17 @@ pub struct RunArgs {
     /// Fail at once if another run holds one of this run's credential locks.
     #[arg(long)]
     pub no_wait: bool,
+    /// Rehearse: run against the bundled vendor simulators on loopback, with
+    /// the profile beside the playbook (`<name>.rehearse.yaml`); nothing real is touched.
+    #[arg(long)]
+    pub rehearse: bool,
+    /// The rehearsal profile to use instead of the one beside the playbook.
+    #[arg(long, value_name = "FILE", requires = "rehearse")]
+    pub profile: Option<PathBuf>,
+    /// Take the guided (manual) path of every step whose action is modeled,
+    /// as against a tenant where modeled actions are not enabled.
+    #[arg(long)]
+    pub guided: bool,
 }
 
 #[derive(Debug, Args)]

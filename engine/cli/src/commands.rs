@@ -10,6 +10,7 @@ mod runs;
 mod schema;
 mod secrets;
 mod show;
+#[cfg(feature = "rehearsal")]
 mod sims;
 mod state;
 mod validate;
@@ -28,6 +29,8 @@ use crate::exit::{self, Exit};
 pub struct Globals {
     pub config: Option<std::path::PathBuf>,
     pub target: Option<String>,
+    /// `--rehearsal`: the rehearsal state instead of the real one.
+    pub rehearsal: bool,
 }
 
 static GLOBALS: std::sync::OnceLock<Globals> = std::sync::OnceLock::new();
@@ -44,8 +47,14 @@ pub struct Env {
 
 impl Env {
     pub fn load() -> anyhow::Result<Self> {
+        Self::load_with(|c| c)
+    }
+
+    /// [`Env::load`] with the operator config adjusted first (a rehearsal
+    /// replaces every grant; `--guided` turns modeled actions off).
+    pub fn load_with(adjust: impl FnOnce(rota_host::Config) -> rota_host::Config) -> anyhow::Result<Self> {
         let globals = GLOBALS.get().cloned().unwrap_or_default();
-        let config = load_config(globals.config.as_deref())?;
+        let config = adjust(load_config(globals.config.as_deref())?);
         crate::discover::add_config_dirs(&config.playbooks);
         let state_dir = rota_state::StateConfig::from_env()
             .map(|c| c.dir)
@@ -87,15 +96,30 @@ fn load_config(cli: Option<&std::path::Path>) -> anyhow::Result<rota_host::Confi
     Ok(config)
 }
 
-/// The embedded state under `ROTA_STATE_DIR` (default: the XDG data dir).
+/// The embedded state under `ROTA_STATE_DIR` (default: the XDG data dir),
+/// or its `rehearsal/` part with `--rehearsal`.
 pub fn open_state() -> anyhow::Result<Arc<State>> {
-    State::open_default().map_err(|e| {
+    let rehearsal = GLOBALS.get().is_some_and(|g| g.rehearsal);
+    open_state_for(rehearsal)
+}
+
+/// The real state, or the rehearsal's (`<state dir>/rehearsal`, its own
+/// database and identity: simulated keys never mix with real ones).
+pub fn open_state_for(rehearsal: bool) -> anyhow::Result<Arc<State>> {
+    let env_error = |e: rota_state::StateError| -> anyhow::Error {
         Exit {
             code: exit::ENVIRONMENT,
             message: format!("error: cannot open rota's state: {e}"),
         }
         .into()
-    })
+    };
+    if !rehearsal {
+        return State::open_default().map_err(env_error);
+    }
+    let real = rota_state::StateConfig::from_env().map_err(env_error)?;
+    let mut config = rota_state::StateConfig::in_dir(real.dir.join("rehearsal"));
+    config.operator = real.operator;
+    State::open_with(config).map_err(env_error)
 }
 
 /// A state error as an exit-4 error with context.
@@ -111,6 +135,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
     let _ = GLOBALS.set(Globals {
         config: cli.config.clone(),
         target: cli.target.clone(),
+        rehearsal: cli.rehearsal,
     });
     match cli.command {
         Command::Run(args) => run::Run { args, plan: false }.execute(),
@@ -125,7 +150,12 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(cmd) => audit::Audit { cmd }.execute(),
         Command::Inventory(args) => inventory::Inventory { args }.execute(),
         Command::State(cmd) => state::StateCmd { cmd }.execute(),
+        #[cfg(feature = "rehearsal")]
         Command::Sims(cmd) => sims::Sims { cmd }.execute(),
+        #[cfg(not(feature = "rehearsal"))]
+        Command::Sims(_) => Err(exit::usage(
+            "error: this rota was built without the vendor simulators (feature `rehearsal`)",
+        )),
         Command::Plugins(cmd) => plugins::Plugins { cmd }.execute(),
     }
 }

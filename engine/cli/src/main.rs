@@ -8,6 +8,8 @@ mod discover;
 mod exit;
 mod journal;
 mod logging;
+#[cfg(feature = "rehearsal")]
+mod rehearse;
 
 use clap::Parser;
 

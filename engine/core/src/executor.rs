@@ -28,7 +28,7 @@ use crate::event::{Event, Outcome, Reporter, StepStatus};
 use crate::inputs::{self, Supplied};
 use crate::journal::{At, Journal, JournalError, crash_point};
 use crate::load::Loaded;
-use crate::operator::Operator;
+use crate::operator::{Operator, StandIn};
 use crate::playbook::{InputType, ManualOutput, Retry, Step};
 use crate::scope::{Binding, SecretScope};
 use crate::secret::{Secret, SecretRef};
@@ -54,6 +54,8 @@ pub struct RunOptions {
     /// Give up an interrupted run: replay what it finished, run no further
     /// step, run its compensation (`on_failure`) and `finally`.
     pub abort: bool,
+    /// Performs manual steps instead of the operator (rehearsal).
+    pub stand_in: Option<Arc<dyn StandIn>>,
 }
 
 /// Why a run could not start.
@@ -767,13 +769,33 @@ impl Run<'_> {
                     .templates
                     .render_tree(&Value::Object(step.with.clone()), &self.context(item_value))
                     .map_err(|(field, e)| (self.template_error(&format!("with.{field}"), e), 0))?;
+                let described = match &step.describe {
+                    Some(d) => Some(
+                        self.templates
+                            .render_text(d, &self.context(item_value))
+                            .map_err(|e| (self.template_error("describe", e), 0))?,
+                    ),
+                    None => None,
+                };
                 if self.opts.dry_run && !self.really_ran(Some(spec), path) {
                     self.emit(Event::WouldDo {
                         id: step.id.clone(),
-                        description: format!("would run {}", spec.qualified_name()),
+                        description: match described {
+                            Some(d) => format!("would {d}"),
+                            None => format!("would run {}", spec.qualified_name()),
+                        },
                         input: Some(input),
                     });
                     return Ok((json!({}), 0));
+                }
+                if let Some(d) = described
+                    && !self.opts.dry_run
+                {
+                    self.emit(Event::Message {
+                        id: step.id.clone(),
+                        level: "info".to_owned(),
+                        message: d,
+                    });
                 }
                 self.with_retries(step, spec, input, item.map(|(i, _)| i)).await
             }
@@ -982,7 +1004,39 @@ impl Run<'_> {
             captures,
             secrets: self.scope.clone(),
         };
-        self.ex.runner.invoke(call).await.map_err(wrap)
+        let output = self.ex.runner.invoke(call).await.map_err(wrap)?;
+        if !self.opts.dry_run {
+            self.record_inventory(spec, &output)?;
+        }
+        Ok(output)
+    }
+
+    /// An action's output may list the credentials it created or saw under
+    /// `inventory` (`[{account, key_id, created, expires, consumers, status}]`,
+    /// `vendor` defaulting to the plugin): each goes to `rota inventory`.
+    /// Plans record nothing.
+    fn record_inventory(&self, spec: &ActionSpec, output: &Value) -> Result<(), StepError> {
+        let Some(items) = output.get("inventory").and_then(Value::as_array) else {
+            return Ok(());
+        };
+        for item in items {
+            let mut report = item.clone();
+            let Some(map) = report.as_object_mut() else {
+                return Err(StepError::Invalid(format!(
+                    "{}: an inventory entry must be an object, got {}",
+                    spec.qualified_name(),
+                    type_name(item)
+                )));
+            };
+            map.entry("vendor").or_insert_with(|| json!(spec.plugin));
+            map.entry("status").or_insert_with(|| json!("active"));
+            map.entry("consumers").or_insert_with(|| json!([]));
+            self.ex
+                .journal
+                .record_credential(&self.run_id, &report)
+                .map_err(|e| StepError::Journal(format!("{}: {e}", spec.qualified_name())))?;
+        }
+        Ok(())
     }
 
     async fn core_action(&self, step: &Step, spec: &ActionSpec, input: &Value) -> Result<Value, StepError> {
@@ -1096,8 +1150,25 @@ impl Run<'_> {
             });
             return Ok(json!({}));
         }
-        let supplied = self.opts.supplied.manual.get(&step.id);
-        let interactive = self.ex.operator.is_interactive();
+        let performed = match &self.opts.stand_in {
+            Some(hands) => hands
+                .perform(&step.id, &self.context(item))
+                .await
+                .map_err(|e| StepError::NeedsOperator(format!("step {}: {e}", step.id)))?,
+            None => None,
+        };
+        if let Some(p) = &performed {
+            self.emit(Event::Message {
+                id: step.id.clone(),
+                level: "info".to_owned(),
+                message: p.note.clone(),
+            });
+        }
+        let (supplied, source) = match &performed {
+            Some(p) => (Some(&p.answers), "rehearsal"),
+            None => (self.opts.supplied.manual.get(&step.id), "inputs-file"),
+        };
+        let interactive = self.ex.operator.is_interactive() && performed.is_none();
         let _guard = self.operator_lock.lock().await;
         if interactive {
             let operator = self.ex.operator.clone();
@@ -1109,7 +1180,7 @@ impl Run<'_> {
         let mut outputs = Map::new();
         for (name, out) in manual.outputs.iter() {
             let value = match supplied.and_then(|s| s.get(name)) {
-                Some(v) => self.accept_supplied(step, name, out, v)?,
+                Some(v) => self.accept_supplied(step, name, out, v, source)?,
                 None if interactive => self.prompt(step, name, out).await?,
                 None => {
                     return Err(StepError::NeedsOperator(format!(
@@ -1164,6 +1235,7 @@ impl Run<'_> {
         name: &str,
         out: &ManualOutput,
         v: &Value,
+        source: &str,
     ) -> Result<Value, StepError> {
         let text = match v {
             Value::String(s) => s.clone(),
@@ -1177,7 +1249,7 @@ impl Run<'_> {
                 )));
             }
         };
-        self.typed_answer(step, out, text, "inputs-file")
+        self.typed_answer(step, out, text, source)
             .map_err(|e| StepError::Invalid(format!("manual.{}.{name}: {e}", step.id)))
     }
 

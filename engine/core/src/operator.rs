@@ -9,7 +9,30 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::Mutex;
 
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+
 use crate::secret::Secret;
+
+/// Stands in for the operator's hands at manual steps: in a rehearsal, the
+/// simulator admin call that the documented clicks would make, and the
+/// values the operator would then type.
+pub trait StandIn: Send + Sync + std::fmt::Debug {
+    /// The answers for manual step `step` (rendered against the run's
+    /// template `context`), or `None` when it has nothing for this step (the
+    /// step then asks as usual). An error fails the step.
+    fn perform(&self, step: &str, context: &Value) -> BoxFuture<'static, Result<Option<Performed>, String>>;
+}
+
+/// What a [`StandIn`] did at a manual step.
+#[derive(Clone, Debug, Default)]
+pub struct Performed {
+    /// Output name -> value, as an `--inputs` file's `manual:` answers
+    /// (secret values go straight to the store, never to output).
+    pub answers: Map<String, Value>,
+    /// What was done, for the run's output (never a secret value).
+    pub note: String,
+}
 
 pub trait Operator: Send + Sync {
     /// Whether a person can answer (a terminal on stdin).

@@ -164,6 +164,12 @@ pub struct Step {
     /// It should name exactly what will be done, e.g. which key ID is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<String>,
+    /// What the step does, in words with the real IDs and dates (a template,
+    /// per item under `for_each`), e.g. `delete secret {{item.id}} (valid
+    /// until {{item.validUntil}})`: a plan prints "would <describe>", a run
+    /// shows it as the step acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub describe: Option<String>,
     /// A failure here does not fail the run; the run record says so.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recoverable: bool,

@@ -485,14 +485,16 @@ impl<'a> Checker<'a> {
             let pos = self.at(&format!("{path}.timeout"));
             self.err(ErrorKind::BadDuration, pos, "timeout must be longer than 0s");
         }
-        if let Some(q) = &step.confirm {
-            self.check_template_refs(
-                q,
-                &format!("{path}.confirm"),
-                Some((here, has_item)),
-                Slot::Plain,
-                false,
-            );
+        for (field, text) in [("confirm", &step.confirm), ("describe", &step.describe)] {
+            if let Some(q) = text {
+                self.check_template_refs(
+                    q,
+                    &format!("{path}.{field}"),
+                    Some((here, has_item)),
+                    Slot::Plain,
+                    false,
+                );
+            }
         }
         if let Some(manual) = &step.manual {
             self.check_manual(step, spec.as_ref(), &path, here, has_item);

@@ -28,35 +28,135 @@ pub struct Run {
 
 impl Run {
     pub fn execute(self) -> anyhow::Result<i32> {
-        let env = Env::load()?;
+        if self.args.rehearse {
+            return self.rehearse();
+        }
+        let guided = self.args.guided;
+        let env = Env::load_with(|c| if guided { guide(c) } else { c })?;
         let loaded = discover::find(&self.args.playbook, env.catalog.as_ref())?;
         let supplied = supplied(&self.args.inputs, self.args.inputs_file.as_deref())?;
         let state = open_state()?;
-        let dry_run = self.plan || self.args.dry_run;
-        let options = RunOptions {
-            supplied,
-            yes: self.args.yes,
-            dry_run,
-            run_id: Some(self.args.run_id.clone().unwrap_or_else(new_run_id)),
-            seed: self.args.seed,
-            resume: None,
-            abort: false,
-        };
-        let wait = if self.args.no_wait {
-            LockWait::NoWait
-        } else {
-            LockWait::Wait { timeout: None }
-        };
+        let options = self.options(supplied);
         execute(
             &env,
             &state,
             &loaded,
             options,
             self.args.output,
-            wait,
+            self.wait(),
             Mode::Fresh,
+            &runtime()?,
         )
     }
+
+    fn options(&self, supplied: Supplied) -> RunOptions {
+        RunOptions {
+            supplied,
+            yes: self.args.yes,
+            dry_run: self.plan || self.args.dry_run,
+            run_id: Some(self.args.run_id.clone().unwrap_or_else(new_run_id)),
+            seed: self.args.seed,
+            resume: None,
+            abort: false,
+            stand_in: None,
+        }
+    }
+
+    fn wait(&self) -> LockWait {
+        if self.args.no_wait {
+            LockWait::NoWait
+        } else {
+            LockWait::Wait { timeout: None }
+        }
+    }
+
+    #[cfg(not(feature = "rehearsal"))]
+    fn rehearse(self) -> anyhow::Result<i32> {
+        Err(exit::usage(
+            "error: this rota was built without the vendor simulators (feature `rehearsal`), so it cannot rehearse",
+        ))
+    }
+
+    /// `--rehearse`: the simulators start on this run's runtime, the plugins
+    /// are granted exactly their origins, the profile supplies what a person
+    /// would, and the vendors' state is shown at the end.
+    #[cfg(feature = "rehearsal")]
+    fn rehearse(self) -> anyhow::Result<i32> {
+        use crate::rehearse;
+
+        // Finding and validating the playbook needs only the manifests.
+        let probe = Env::load()?;
+        let loaded = discover::find(&self.args.playbook, probe.catalog.as_ref())?;
+        drop(probe);
+        let (profile, _) = rehearse::load_profile(
+            self.args.profile.as_deref(),
+            std::path::Path::new(&loaded.source.name),
+        )?;
+        let mut supplied = supplied(&self.args.inputs, self.args.inputs_file.as_deref())?;
+        for (k, v) in &profile.inputs {
+            supplied.values.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let rt = runtime()?;
+        let sims = rt.block_on(rehearse::start(&profile))?;
+        let output = self.args.output;
+        let systems = rehearse::systems_used(&loaded, &profile);
+        let result = (|| {
+            let guided = self.args.guided;
+            let env = Env::load_with(|c| rehearse::config(c, &sims, guided))?;
+            let state = crate::commands::open_state_for(true)?;
+            rehearse::seed_secrets(&profile, &sims, &state.store())?;
+            // What the operator answered in an --inputs file wins over the profile.
+            let mut manual = profile.manual;
+            manual.retain(|step, _| !supplied.manual.contains_key(step));
+            let mut options = self.options(supplied);
+            options.stand_in = Some(Arc::new(rehearse::RehearsalHands::new(manual, &sims)?));
+            let run_id = options.run_id.clone().unwrap_or_default();
+            let planned = options.dry_run;
+            let result = execute(
+                &env,
+                &state,
+                &loaded,
+                options,
+                output,
+                self.wait(),
+                Mode::Fresh,
+                &rt,
+            );
+            if output == Output::Json {
+                println!("{}", rehearse::state_json(&sims, &systems));
+            } else {
+                print!("{}", rehearse::summary(&sims, &systems, planned));
+                if !planned {
+                    println!(
+                        "\nrehearsal records are kept apart from real ones: `rota --rehearsal runs show {run_id}`, \
+                         `rota --rehearsal inventory`"
+                    );
+                }
+            }
+            result
+        })();
+        rt.block_on(sims.shutdown());
+        result
+    }
+}
+
+/// Every target's modeled actions off: each such step takes its manual path.
+fn guide(mut config: rota_host::Config) -> rota_host::Config {
+    for plugin in config.plugins.values_mut() {
+        for target in &mut plugin.targets {
+            target.modeled = rota_host::Modeled::Disabled;
+        }
+    }
+    config
+}
+
+/// The async runtime a run (and a rehearsal's simulators) runs on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// A new run, or one that continues an interrupted run.
@@ -69,6 +169,10 @@ pub enum Mode {
 }
 
 /// Runs (or plans, or resumes) a loaded playbook against the state.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site per mode; a struct would only rename them"
+)]
 pub fn execute(
     env: &Env,
     state: &Arc<State>,
@@ -77,6 +181,7 @@ pub fn execute(
     output: Output,
     wait: LockWait,
     mode: Mode,
+    runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<i32> {
     let console = Arc::new(Console::new(output));
     let journal: Arc<dyn Journal> = if options.dry_run {
@@ -102,11 +207,6 @@ pub fn execute(
         journal,
         clock: system_clock(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let name = &loaded.playbook.name;
     let report = runtime
         .block_on(executor.run(loaded, &options))

@@ -15,7 +15,7 @@ use rota_state::{LockWait, RunRecord, render};
 use serde_json::Value;
 
 use crate::cli::{Output, RunsCmd};
-use crate::commands::run::{Finished, Mode, execute, supplied};
+use crate::commands::run::{Finished, Mode, execute, runtime, supplied};
 use crate::commands::{Env, open_state, state_error};
 use crate::exit::{self, Exit};
 use crate::journal::status_of;
@@ -83,7 +83,16 @@ impl Runs {
                 state
                     .mark_resumed(&id, true)
                     .map_err(|e| state_error("cannot abort", e))?;
-                match execute(&env, &state, &loaded, options, Output::Text, WAIT, Mode::Abort) {
+                match execute(
+                    &env,
+                    &state,
+                    &loaded,
+                    options,
+                    Output::Text,
+                    WAIT,
+                    Mode::Abort,
+                    &runtime()?,
+                ) {
                     // The run is over either way; its compensation is reported above.
                     Err(e) if exit::code_of(&e) == exit::RUN_FAILED => {
                         println!("run {id} aborted");
@@ -124,7 +133,16 @@ impl Runs {
                 state
                     .mark_resumed(&id, force)
                     .map_err(|e| state_error("cannot resume", e))?;
-                execute(&env, &state, &loaded, options, output, WAIT, Mode::Resume)
+                execute(
+                    &env,
+                    &state,
+                    &loaded,
+                    options,
+                    output,
+                    WAIT,
+                    Mode::Resume,
+                    &runtime()?,
+                )
             }
         }
     }
@@ -197,6 +215,7 @@ fn prepare(
         seed: None,
         resume: Some(finished),
         abort: false,
+        stand_in: None,
     };
     Ok((loaded, options))
 }

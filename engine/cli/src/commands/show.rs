@@ -129,6 +129,9 @@ fn describe_step(n: usize, step: &Step, catalog: &dyn ActionCatalog) -> String {
             ),
         );
     }
+    if let Some(d) = &step.describe {
+        detail("does", d.clone());
+    }
     if let Some(q) = &step.confirm {
         detail("confirm", q.clone());
     }

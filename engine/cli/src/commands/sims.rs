@@ -12,18 +12,27 @@ pub struct Sims {
 
 impl Sims {
     pub fn execute(self) -> anyhow::Result<i32> {
-        let SimsCmd::Serve { seed } = self.cmd;
-        let mut config = SimsConfig::default();
+        let SimsCmd::Serve { seed, settings } = self.cmd;
+        let mut config = match settings {
+            Some(path) => {
+                let source = rota_core::yaml::Source::read(&path)
+                    .map_err(|d| exit::usage(format!("error: {}", d.render(None))))?;
+                rota_core::yaml::parse::<SimsConfig>(&source)
+                    .map_err(|d| {
+                        exit::usage(format!(
+                            "error: simulator settings: {}",
+                            d.render(Some(&source.text))
+                        ))
+                    })?
+                    .0
+            }
+            None => SimsConfig::default(),
+        };
         if let Some(seed) = seed {
             config.seed = seed;
             config.fault_seed = Some(seed);
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
-        runtime
+        crate::commands::run::runtime()?
             .block_on(rota_sims::serve(config, std::io::stdout()))
             .context("the simulators stopped")?;
         Ok(exit::OK)

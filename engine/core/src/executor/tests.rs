@@ -465,3 +465,96 @@ async fn a_plan_runs_read_only_actions_and_nothing_that_changes() {
     assert_eq!(calls, vec!["get".to_owned()]);
     assert_eq!(status_of(&r, "change"), Some(StepStatus::Planned));
 }
+
+/// A journal that keeps only the credentials recorded.
+#[derive(Default)]
+struct Credentials(Mutex<Vec<Value>>);
+
+impl crate::journal::Journal for Credentials {
+    fn run_started(&self, _: &str, _: &Value, _: &[String]) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn step_started(&self, _: &str, _: At<'_>, _: u32) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn intent(&self, _: &str, _: At<'_>, _: &str, _: &Value, _: &str) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn step_finished(
+        &self,
+        _: &str,
+        _: At<'_>,
+        _: StepStatus,
+        _: &Value,
+        _: Option<(&str, &str)>,
+    ) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn run_finished(&self, _: &str, _: Outcome) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn record_credential(&self, _: &str, report: &Value) -> Result<(), JournalError> {
+        self.0.lock().expect("lock").push(report.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn credentials_an_action_lists_under_inventory_are_recorded_but_not_by_a_plan() {
+    let seen = json!({"inventory": [{"account": "acme", "key_id": "k1", "expires": null}]});
+    let fake = Fake::new(vec![spec("list", true, Basis::Documented, open())])
+        .reply("list", vec![Ok(seen.clone()), Ok(seen)]);
+    let mut h = harness(fake, Arc::new(Absent));
+    let credentials = Arc::new(Credentials::default());
+    h.executor.journal = credentials.clone();
+    let yaml = "name: t\ndescription: t\nsteps:\n  - id: list\n    uses: fake.list\n";
+    let r = run(&h, yaml, RunOptions::default()).await;
+    assert_eq!(r.outcome, Outcome::Succeeded);
+    let recorded = credentials.0.lock().expect("lock").clone();
+    assert_eq!(
+        recorded,
+        vec![
+            json!({"account": "acme", "key_id": "k1", "expires": null, "vendor": "fake",
+                    "status": "active", "consumers": []})
+        ]
+    );
+    let plan = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    assert_eq!(run(&h, yaml, plan).await.outcome, Outcome::Planned);
+    assert_eq!(
+        credentials.0.lock().expect("lock").len(),
+        1,
+        "a plan records nothing"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plan_says_what_each_item_would_do_in_the_steps_own_words() {
+    let fake = Fake::new(vec![spec("delete", false, Basis::Documented, open())]);
+    let h = harness(fake, Arc::new(Absent));
+    let yaml = "name: t\ndescription: t\nsteps:\n  - id: drop\n    uses: fake.delete\n    for_each: [{id: a1, until: \"2025-01-01\"}, {id: b2, until: \"2026-01-01\"}]\n    describe: \"delete secret {{item.id}} valid until {{item.until}}\"\n    with: {id: \"{{item.id}}\"}\n";
+    let plan = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    assert_eq!(run(&h, yaml, plan).await.outcome, Outcome::Planned);
+    let said: Vec<String> = h
+        .recorder
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::WouldDo { description, .. } => Some(description),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        said,
+        vec![
+            "would delete secret a1 valid until 2025-01-01".to_owned(),
+            "would delete secret b2 valid until 2026-01-01".to_owned()
+        ]
+    );
+    assert!(h.fake.calls.lock().expect("lock").is_empty());
+}
