@@ -3,10 +3,14 @@
 
 mod cases;
 mod cli;
+mod constellix;
 mod interactive;
 mod leaks;
+mod plex;
 mod plugins;
+mod plytix;
 mod rehearsal;
 mod sims;
+mod soar;
 mod state;
 mod test;

@@ -1,0 +1,1 @@
+//! soar: the playbook end to end through the real binary (filled with the plugin and playbook).
