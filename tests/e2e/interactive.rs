@@ -1,70 +1,8 @@
 //! A person at a terminal: the real binary under a pseudo-terminal, answering
 //! confirmations and typing a secret that must never be echoed.
 
-use std::process::Command;
-use std::time::Duration;
-
-use expectrl::{Eof, Session, WaitStatus};
-
-use crate::test::{ROTA, Test};
-
-struct Pty {
-    session: Session,
-    seen: String,
-}
-
-impl Pty {
-    fn spawn(test: &Test, args: &[&str]) -> Self {
-        let mut cmd = Command::new(ROTA);
-        cmd.args(args)
-            .current_dir(test.path())
-            .env("RUST_BACKTRACE", "0")
-            .env_remove("RUST_LOG")
-            .env("TERM", "dumb")
-            .env("ROTA_STATE_DIR", test.state_dir())
-            .env_remove("ROTA_CONFIG")
-            .env("XDG_CONFIG_HOME", test.path().join(".config"));
-        let mut session = Session::spawn(cmd).expect("spawn rota in a pty");
-        session.set_expect_timeout(Some(Duration::from_secs(30)));
-        Self {
-            session,
-            seen: String::new(),
-        }
-    }
-
-    fn expect(&mut self, text: &str) {
-        let found = self
-            .session
-            .expect(text)
-            .unwrap_or_else(|e| panic!("waiting for {text:?}: {e}\nseen so far:\n{}", self.seen));
-        self.seen.push_str(&String::from_utf8_lossy(found.before()));
-        for m in found.matches() {
-            self.seen.push_str(&String::from_utf8_lossy(m));
-        }
-    }
-
-    fn type_line(&mut self, line: &str) {
-        self.session.send_line(line).expect("type into the pty");
-    }
-
-    /// Reads to the end and returns the exit code.
-    fn finish(mut self) -> (i32, String) {
-        match self.session.expect(Eof) {
-            Ok(rest) => {
-                self.seen.push_str(&String::from_utf8_lossy(rest.before()));
-                for m in rest.matches() {
-                    self.seen.push_str(&String::from_utf8_lossy(m));
-                }
-            }
-            Err(e) => self.seen.push_str(&format!("\n<pty read ended: {e}>")),
-        }
-        let code = match self.session.get_process().wait() {
-            Ok(WaitStatus::Exited(_, code)) => code,
-            other => panic!("rota did not exit normally: {other:?}"),
-        };
-        (code, self.seen)
-    }
-}
+use crate::pty::Pty;
+use crate::test::Test;
 
 const CONFIRM: &str = "name: t\ndescription: t\nsteps:\n  - id: delete\n    confirm: \"Delete secret 8a1f (created 2024-01-01, valid until 2025-01-01)?\"\n    uses: core.log\n    with: {message: deleted 8a1f}\n";
 

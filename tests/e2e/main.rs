@@ -9,6 +9,7 @@ mod leaks;
 mod plex;
 mod plugins;
 mod plytix;
+mod pty;
 mod rehearsal;
 mod sims;
 mod soar;
