@@ -535,8 +535,8 @@ impl Simulator for Soar {
                 if app.status != "deployed" {
                     continue;
                 }
-                let (key_id, secret_ref) = app.configured_login();
-                let secret = secret_ref.as_deref().map(|r| {
+                // Any app.config value may be `$NAME` / `${NAME}`: the App Secret NAME.
+                let resolve = |r: &str| {
                     let name = r
                         .trim_start_matches('$')
                         .trim_start_matches('{')
@@ -546,10 +546,13 @@ impl Simulator for Soar {
                     } else {
                         Some(r.to_owned())
                     }
-                });
+                };
+                let (key_ref, secret_ref) = app.configured_login();
+                let key_id = key_ref.as_deref().and_then(resolve);
+                let secret = secret_ref.as_deref().and_then(resolve);
                 let ip = app.host_ip.clone();
                 let name = app.name.clone();
-                let outcome = match (key_id, secret.flatten()) {
+                let outcome = match (key_id, secret) {
                     (Some(id), Some(secret)) => self.authenticate(&mut st, &id, &secret, &ip).map(|_| ()),
                     _ => Err(AuthFailure(
                         "app.config has no usable api_key_id / api_key_secret",
@@ -880,6 +883,24 @@ async fn ui_app_status(State(s): S, Path((app, action)): Path<(String, String)>)
     set_status(a, requested)
 }
 
+/// Editing app.config on the app's Configuration tab (`{"config_string"}`).
+async fn ui_app_config(State(s): S, Path(app): Path<String>, body: Bytes) -> Response {
+    #[derive(Deserialize)]
+    struct B {
+        config_string: String,
+    }
+    let b = match parse_json::<B>(&body) {
+        Ok(b) => b,
+        Err(e) => return err(StatusCode::BAD_REQUEST, &e),
+    };
+    let mut st = lock(&s.state);
+    let Some(a) = app_index(&st, &app).and_then(|i| st.apps.get_mut(i)) else {
+        return err(StatusCode::NOT_FOUND, "App not found");
+    };
+    a.config_string = b.config_string;
+    json(StatusCode::OK, a.json())
+}
+
 /// *Update* of an App Secret: the Secret Value typed (`{"value"}`), or
 /// without one, pasted from what *Copy to Clipboard* copied last.
 async fn ui_app_secret(State(s): S, Path((app, name)): Path<(String, String)>, body: Bytes) -> Response {
@@ -949,6 +970,7 @@ pub(crate) async fn start(
         .route("/admin/ui/api_keys/{id}/regenerate", post(ui_regenerate))
         .route("/admin/ui/apps/{app}/{action}", post(ui_app_status))
         .route("/admin/ui/apps/{app}/secrets/{name}", put(ui_app_secret))
+        .route("/admin/ui/apps/{app}/config", put(ui_app_config))
         .with_state(s.clone());
     launch(
         System::Soar,

@@ -417,3 +417,42 @@ async fn soar_ui_clicks_undeploy_paste_the_copied_secret_and_deploy() -> TestRes
     sims.shutdown().await;
     Ok(())
 }
+
+/// Guards: app.config edited on the Configuration tab may read the API key
+/// ID from an App Secret too; the App Host resolves it like the secret.
+#[tokio::test]
+async fn soar_app_config_may_read_the_key_id_from_an_app_secret() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Soar);
+    let keys = h.state()["state"]["apiKeys"].clone();
+    let api_key_id = s(key(&keys, "fn_soar_utils")?, "/api_key_id")?;
+    let click = |path: &str| format!("{}{path}", h.admin_origin());
+    let config = "[resilient]\nhost=soar.acme-security.example\norg=Acme Security\napi_key_id=${misp_key_id}\napi_key_secret=$soar_api_key_secret\n";
+    let r = http()
+        .put(click("/admin/ui/apps/fn_misp/config"))
+        .json(&json!({"config_string": config}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let tick = h.tick().await;
+    let misp = |t: &Value| {
+        t["logins"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["app"] == "fn_misp"))
+            .map(|l| l["ok"].clone())
+    };
+    assert_eq!(
+        misp(&tick),
+        Some(json!(false)),
+        "no App Secret misp_key_id yet: {tick}"
+    );
+    let r = http()
+        .put(click("/admin/ui/apps/fn_misp/secrets/misp_key_id"))
+        .json(&json!({"value": api_key_id}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(misp(&h.tick().await), Some(json!(true)));
+    sims.shutdown().await;
+    Ok(())
+}
