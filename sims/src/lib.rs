@@ -55,7 +55,8 @@
 //!   Secret*, then *Copy to Clipboard*), `POST /admin/ui/apps/{app}/undeploy`
 //!   and `.../deploy` (`{app}` an id or name), `PUT
 //!   /admin/ui/apps/{app}/secrets/{name}` (*Update*: `{"value"}` typed, or
-//!   without it the clipboard pasted), Plytix `POST /admin/ui/api-keys` (*Create API Key*) and
+//!   without it the clipboard pasted), `PUT /admin/ui/apps/{app}/config`
+//!   (app.config edited on the Configuration tab), Plytix `POST /admin/ui/api-keys` (*Create API Key*) and
 //!   `GET /admin/ui/api-keys/{id}/password` (eye icon), Constellix
 //!   `POST /admin/ui/users/{userId}/apikeys` (*Generate*) and
 //!   `GET /admin/ui/users/{userId}/apikeys/{id}/secret` (view, logged).
