@@ -333,8 +333,8 @@ impl Soar {
         let now = self.ctx.clock.now();
         let window = self.ctx.scale.duration(ONE_HOUR);
         let cfg = &self.ctx.config;
-        let rec = st.ips.entry(ip.to_owned()).or_default();
-        if rec.banned_until.is_some_and(|t| t > now) {
+        // Only failures leave a record: a good login changes nothing.
+        if st.ips.get(ip).and_then(|r| r.banned_until).is_some_and(|t| t > now) {
             return Err(AuthFailure(
                 "The IP address has been banned after too many failed logins",
             ));

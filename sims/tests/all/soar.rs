@@ -456,3 +456,18 @@ async fn soar_app_config_may_read_the_key_id_from_an_app_secret() -> TestResult 
     sims.shutdown().await;
     Ok(())
 }
+
+/// Guards: signing in changes nothing the admin state shows (a plan relies
+/// on reads leaving the vendor as it was).
+#[tokio::test]
+async fn soar_a_good_login_leaves_no_trace_in_the_state() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Soar);
+    let api = Soar::of(&sims).await?;
+    let before = h.state()["state"].clone();
+    assert_eq!(session(&api.origin, &api.id, &api.secret).await?.0, StatusCode::OK);
+    api.call(reqwest::Method::GET, "/rest/orgs/201/apps", None).await?;
+    assert_eq!(h.state()["state"], before);
+    sims.shutdown().await;
+    Ok(())
+}
