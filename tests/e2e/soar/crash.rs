@@ -67,19 +67,15 @@ fn crash_and_resume(point: &str) {
         crashed.stdout
     );
     let resumed = r.rota(&["runs", "resume", "r1", "--yes"], &[]);
-    assert_eq!(
-        resumed.status,
-        0,
-        "resume failed:\n{}\n{}",
-        resumed.stdout,
-        resumed
-            .stderr
-            .lines()
-            .rev()
-            .take(5)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    // The lines that say why, for the one-line matrix result.
+    let why = resumed
+        .stdout
+        .lines()
+        .chain(resumed.stderr.lines().filter(|l| l.starts_with("error")))
+        .filter(|l| l.contains("fail") || l.contains("refuse") || l.starts_with("error"))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    assert_eq!(resumed.status, 0, "resume exited {}: {why}", resumed.status);
     r.sims.tick("soar");
     let state = r.state();
     assert_regenerated(&r.before, &state, point);
@@ -130,7 +126,12 @@ fn crash_at_each_point_then_resume_ends_as_an_uninterrupted_run() {
                     .cloned()
                     .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                     .unwrap_or_else(|| "panicked".to_owned());
-                let why = why.lines().next().unwrap_or_default().to_owned();
+                eprintln!("{point}: {why}");
+                let first = why.lines().next().unwrap_or_default();
+                let why = first
+                    .strip_prefix("assertion `left == right` failed: ")
+                    .unwrap_or(first)
+                    .to_owned();
                 failed.push(format!("{point}: {why}"));
                 format!("FAIL: {why}")
             }
