@@ -17,6 +17,7 @@ mod rules;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use rota_testkit::{LeakScanner, assert_no_leaks};
@@ -39,6 +40,51 @@ pub fn playbook_path() -> String {
         .into_owned()
 }
 
+/// Compiled plugins shared by this module's tests: every test has a fresh
+/// state directory, and compiling the component in a debug build takes
+/// seconds. Entries are checked by the host on load, so a copy is safe.
+fn shared_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("soar-plugin-cache")
+}
+
+fn copy_entries(from: &Path, to: &Path) {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    if std::fs::create_dir_all(to).is_err() {
+        return;
+    }
+    for e in entries.flatten() {
+        let dest = to.join(e.file_name());
+        if dest.exists() {
+            continue;
+        }
+        // Write beside, then rename: tests running at once never see half a file.
+        let part = to.join(format!(
+            ".{}.{}",
+            e.file_name().to_string_lossy(),
+            std::process::id()
+        ));
+        if std::fs::copy(e.path(), &part).is_ok() {
+            let _ = std::fs::rename(&part, &dest);
+        }
+    }
+}
+
+/// Before a test's first rota run: the compiled plugins so far.
+pub fn seed_plugin_cache(t: &Test) {
+    for state in [t.state_dir(), t.state_dir().join("rehearsal")] {
+        copy_entries(&shared_cache(), &state.join("plugin-cache"));
+    }
+}
+
+/// After a rota run: keep what it compiled for the next tests.
+pub fn keep_plugin_cache(t: &Test) {
+    for state in [t.state_dir(), t.state_dir().join("rehearsal")] {
+        copy_entries(&state.join("plugin-cache"), &shared_cache());
+    }
+}
+
 /// Standalone simulators granted to rota as a tenant would be, with the
 /// operator's API key secret in the store.
 pub struct Rig {
@@ -57,6 +103,7 @@ impl Rig {
         let t = Test::new();
         let sims = Sims::start(&t, &settings.to_string());
         let t = sims.configure(t, modeled);
+        seed_plugin_cache(&t);
         let operator_secret = sims.put_operator_secret(&t, OPERATOR_SECRET, "soar", "/apiKey/api_key_secret");
         let login_id = sims.operator("soar")["apiKey"]["api_key_id"]
             .as_str()
@@ -84,6 +131,7 @@ impl Rig {
             cmd = cmd.env(k, v);
         }
         let out = cmd.run();
+        keep_plugin_cache(&self.t);
         self.outputs.push(Output {
             status: out.status,
             stdout: out.stdout.clone(),
@@ -359,10 +407,13 @@ fn rehearse(t: &Test, extra: &[&str]) -> Output {
     let playbooks = repo().join("playbooks");
     let mut args = vec!["run", PLAYBOOK, "--rehearse", "--yes", "--output", "json"];
     args.extend(extra);
-    Test::new_in(t)
+    seed_plugin_cache(t);
+    let out = Test::new_in(t)
         .env("ROTA_PLAYBOOK_PATH", &playbooks.to_string_lossy())
         .args(&args)
-        .run()
+        .run();
+    keep_plugin_cache(t);
+    out
 }
 
 fn rehearsal_leak_scan(t: &Test, outputs: &[&Output]) {

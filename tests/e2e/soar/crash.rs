@@ -33,6 +33,15 @@ const STEPS: [(&str, bool, bool); 15] = [
 ];
 
 fn points(full: bool) -> Vec<String> {
+    // `ROTA_CRASH_POINTS=step:phase,...` picks points by hand (debugging).
+    if let Ok(only) = std::env::var("ROTA_CRASH_POINTS") {
+        return only
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
     let mut out = Vec::new();
     for (step, changes, captures) in STEPS {
         if !full && !captures {
