@@ -334,7 +334,12 @@ impl Soar {
         let window = self.ctx.scale.duration(ONE_HOUR);
         let cfg = &self.ctx.config;
         // Only failures leave a record: a good login changes nothing.
-        if st.ips.get(ip).and_then(|r| r.banned_until).is_some_and(|t| t > now) {
+        if st
+            .ips
+            .get(ip)
+            .and_then(|r| r.banned_until)
+            .is_some_and(|t| t > now)
+        {
             return Err(AuthFailure(
                 "The IP address has been banned after too many failed logins",
             ));

@@ -721,10 +721,7 @@ mod tests {
             json!(["fn_a", "fn_b", "fn_c"])
         );
         assert_eq!(t.render_value("{{split inputs.empty}}", &c)?, json!([]));
-        assert_eq!(
-            t.render_value("{{split \"a;b\" \";\"}}", &c)?,
-            json!(["a", "b"])
-        );
+        assert_eq!(t.render_value("{{split \"a;b\" \";\"}}", &c)?, json!(["a", "b"]));
         assert!(matches!(
             t.render_value("{{split inputs.n}}", &c),
             Err(TemplateError::Helper(m)) if m.contains("expected a string, got an integer")

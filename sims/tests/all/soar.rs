@@ -465,8 +465,12 @@ async fn soar_a_good_login_leaves_no_trace_in_the_state() -> TestResult {
     let h = get(&sims, System::Soar);
     let api = Soar::of(&sims).await?;
     let before = h.state()["state"].clone();
-    assert_eq!(session(&api.origin, &api.id, &api.secret).await?.0, StatusCode::OK);
-    api.call(reqwest::Method::GET, "/rest/orgs/201/apps", None).await?;
+    assert_eq!(
+        session(&api.origin, &api.id, &api.secret).await?.0,
+        StatusCode::OK
+    );
+    api.call(reqwest::Method::GET, "/rest/orgs/201/apps", None)
+        .await?;
     assert_eq!(h.state()["state"], before);
     sims.shutdown().await;
     Ok(())

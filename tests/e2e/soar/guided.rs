@@ -47,7 +47,7 @@ fn guided_path_at_a_terminal_reaches_the_automated_end_state() {
     pty.expect("Is it locked (True in the Locked column)?:");
     pty.type_line("no");
     // 1. The apps using it, from the Apps tab and their app.config.
-    pty.expect(&format!("app.config file as api_key_id"));
+    pty.expect("app.config file as api_key_id");
     pty.expect("The names of every app that uses it, comma-separated (empty if none):");
     pty.type_line("fn_soar_utils, fn_misp");
     pty.expect("Which of them are deployed now, comma-separated (empty if none):");
