@@ -161,6 +161,13 @@ impl Rig {
         self.rota(&args, env)
     }
 
+    /// The real playbook for `account`, confirmed with `--yes`.
+    pub fn regenerate(&mut self, account: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["--yes"];
+        args.extend(extra);
+        self.run(&playbook_path(), account, &args, &[])
+    }
+
     pub fn state(&self) -> Value {
         self.sims.state("soar")
     }
@@ -220,6 +227,11 @@ pub fn session_status(origin: &str, id: &str, secret: &str) -> u16 {
         .unwrap_or_else(|| panic!("no status line in {raw:?}"))
 }
 
+/// A JSON string as an owned String ("" if it is not one).
+pub fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
 pub fn key<'a>(state: &'a Value, name: &str) -> &'a Value {
     state["apiKeys"]
         .as_array()
@@ -240,12 +252,7 @@ pub fn app_secrets(state: &Value, name: &str) -> Vec<(String, String)> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap_or_default().to_owned(),
-                s["fingerprint"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
+        .map(|s| (text(&s["name"]), text(&s["fingerprint"])))
         .collect()
 }
 
@@ -345,10 +352,7 @@ pub fn assert_regenerated(before: &Value, after: &Value, why: &str) {
         assert_eq!(status(after, name), "deployed", "{why}: {name}");
         assert_eq!(
             app_secrets(after, name),
-            vec![(
-                secret.to_owned(),
-                new["secretFingerprint"].as_str().unwrap_or_default().to_owned()
-            )],
+            vec![(secret.to_owned(), text(&new["secretFingerprint"]))],
             "{why}: {name} holds the new secret"
         );
     }
@@ -535,8 +539,8 @@ fn rehearsal_inventory_lists_the_regenerated_key_and_its_apps() {
         .flatten()
         .map(|r| {
             (
-                r["account"].as_str().unwrap_or_default().to_owned(),
-                r["key_id"].as_str().unwrap_or_default().to_owned(),
+                text(&r["account"]),
+                text(&r["key_id"]),
                 r["consumers"].clone(),
                 r["expires"].clone(),
             )
@@ -602,12 +606,7 @@ fn rehearsal_inventory_lists_the_regenerated_key_and_its_apps() {
 #[test]
 fn happy_path_regenerates_in_place_and_every_app_runs_on_the_new_secret() {
     let mut r = Rig::with_app_host();
-    let out = r.run(
-        &playbook_path(),
-        "fn_soar_utils",
-        &["--yes", "--run-id", "happy"],
-        &[],
-    );
+    let out = r.regenerate("fn_soar_utils", &["--run-id", "happy"]);
     assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
     for line in [
         "undeploy: undeploy app fn_soar_utils, so it stops signing in before its secret is replaced",
@@ -623,10 +622,7 @@ fn happy_path_regenerates_in_place_and_every_app_runs_on_the_new_secret() {
     assert_regenerated(&r.before, &after, "happy path");
     assert_eq!(failed_logins(&after), Vec::<Value>::new());
     assert!(good_logins(&after, "fn_misp") > 0, "{after}");
-    let api_key_id = key(&after, "fn_soar_utils")["api_key_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let api_key_id = text(&key(&after, "fn_soar_utils")["api_key_id"]);
     let versions = Test::new_in(&r.t)
         .args(&["secrets", "versions", NEW_SECRET, "--output", "json"])
         .run();

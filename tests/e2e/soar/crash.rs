@@ -109,10 +109,7 @@ fn crash_and_resume(point: &str) {
         .collect();
     assert_eq!(current.len(), 1, "one current version: {versions}");
     let secret = r.reveal(NEW_SECRET, &[]);
-    let id = key(&state, "fn_soar_utils")["api_key_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let id = super::text(&key(&state, "fn_soar_utils")["api_key_id"]);
     assert_eq!(
         r.signs_in(&id, &secret),
         200,

@@ -7,8 +7,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    NEW_SECRET, Rig, SEED, USERS, app_secrets, assert_regenerated, events, failed_logins, key, playbook_path,
-    settled, status,
+    NEW_SECRET, Rig, SEED, USERS, app_secrets, assert_regenerated, events, failed_logins, key, settled,
+    status,
 };
 
 fn settings(fault_seed: u64, rules: Value) -> Value {
@@ -25,12 +25,7 @@ fn transient_faults_on_every_route_are_retried_to_the_same_end_state() {
     ]);
     for fault_seed in [7_u64, 1234, 90_210] {
         let mut r = Rig::new(&settings(fault_seed, rules.clone()), true);
-        let out = r.run(
-            &playbook_path(),
-            "fn_soar_utils",
-            &["--yes", "--output", "json"],
-            &[],
-        );
+        let out = r.regenerate("fn_soar_utils", &["--output", "json"]);
         assert_eq!(
             out.status, 0,
             "fault seed {fault_seed}:\n{}\n{}",
@@ -63,21 +58,20 @@ fn transient_faults_on_every_route_are_retried_to_the_same_end_state() {
             "fault seed {fault_seed}"
         );
         let secret = r.reveal(NEW_SECRET, &[]);
-        let id = key(&state, "fn_soar_utils")["api_key_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let id = super::text(&key(&state, "fn_soar_utils")["api_key_id"]);
         assert_eq!(r.signs_in(&id, &secret), 200, "fault seed {fault_seed}");
         r.scan(&[("new secret", &secret)]);
     }
 }
 
-/// A permanent fault on one route, every time.
-fn always_forbidden(method: &str, path: &str) -> Value {
-    settings(
-        1,
-        json!([{"method": method, "path": path, "rate": 1.0, "kind": "status", "status": 403}]),
-    )
+/// The playbook with a permanent fault (403) on one route, every time: the
+/// rig and the run, which failed.
+fn run_refused(method: &str, path: &str) -> (Rig, crate::test::Output) {
+    let refused = json!([{"method": method, "path": path, "rate": 1.0, "kind": "status", "status": 403}]);
+    let mut r = Rig::new(&settings(1, refused), true);
+    let out = r.regenerate("fn_soar_utils", &["--output", "json"]);
+    assert_eq!(out.status, 1, "{}\n{}", out.stdout, out.stderr);
+    (r, out)
 }
 
 fn finished(out: &crate::test::Output, step: &str) -> Option<String> {
@@ -92,17 +86,7 @@ fn finished(out: &crate::test::Output, step: &str) -> Option<String> {
 /// new secret (the only one that works now) stays in the store.
 #[test]
 fn a_failed_secret_update_redeploys_only_the_apps_holding_the_new_secret() {
-    let mut r = Rig::new(
-        &always_forbidden("PUT", "/rest/orgs/201/apps/8/installations/11/secrets/**"),
-        true,
-    );
-    let out = r.run(
-        &playbook_path(),
-        "fn_soar_utils",
-        &["--yes", "--output", "json"],
-        &[],
-    );
-    assert_eq!(out.status, 1, "{}\n{}", out.stdout, out.stderr);
+    let (r, out) = run_refused("PUT", "/rest/orgs/201/apps/8/installations/11/secrets/**");
     assert_eq!(finished(&out, "update_secrets").as_deref(), Some("failed"));
     assert_eq!(finished(&out, "recovery").as_deref(), Some("succeeded"));
     assert_eq!(finished(&out, "redeploy").as_deref(), Some("succeeded"));
@@ -137,10 +121,7 @@ fn a_failed_secret_update_redeploys_only_the_apps_holding_the_new_secret() {
     assert_eq!(status(&state, "fn_soar_utils"), "deployed");
     assert_eq!(
         app_secrets(&state, "fn_soar_utils"),
-        vec![(
-            "fn_soar_utils".to_owned(),
-            k["secretFingerprint"].as_str().unwrap_or_default().to_owned()
-        )]
+        vec![("fn_soar_utils".to_owned(), super::text(&k["secretFingerprint"]))]
     );
     assert_eq!(
         status(&state, "fn_misp"),
@@ -157,7 +138,7 @@ fn a_failed_secret_update_redeploys_only_the_apps_holding_the_new_secret() {
     );
     assert_eq!(code, 200);
     let secret = r.reveal(NEW_SECRET, &[]);
-    let id = k["api_key_id"].as_str().unwrap_or_default().to_owned();
+    let id = super::text(&k["api_key_id"]);
     assert_eq!(
         r.signs_in(&id, &secret),
         200,
@@ -170,17 +151,7 @@ fn a_failed_secret_update_redeploys_only_the_apps_holding_the_new_secret() {
 /// is deployed again and nothing is stored.
 #[test]
 fn a_refused_regeneration_deploys_every_app_again_on_the_old_secret() {
-    let mut r = Rig::new(
-        &always_forbidden("POST", "/rest/orgs/201/api_keys/12/regenerate_secret"),
-        true,
-    );
-    let out = r.run(
-        &playbook_path(),
-        "fn_soar_utils",
-        &["--yes", "--output", "json"],
-        &[],
-    );
-    assert_eq!(out.status, 1, "{}\n{}", out.stdout, out.stderr);
+    let (r, out) = run_refused("POST", "/rest/orgs/201/api_keys/12/regenerate_secret");
     assert_eq!(finished(&out, "regenerate").as_deref(), Some("failed"));
     let recovery = super::step_outputs(&out, "recovery");
     assert_eq!(recovery["regenerated"], false, "{recovery}");
@@ -201,17 +172,7 @@ fn a_refused_regeneration_deploys_every_app_again_on_the_old_secret() {
 /// was not touched, so the stopped app runs again.
 #[test]
 fn a_refused_undeploy_restores_the_apps_already_stopped() {
-    let mut r = Rig::new(
-        &always_forbidden("PUT", "/rest/orgs/201/apps/8/installations/11"),
-        true,
-    );
-    let out = r.run(
-        &playbook_path(),
-        "fn_soar_utils",
-        &["--yes", "--output", "json"],
-        &[],
-    );
-    assert_eq!(out.status, 1, "{}\n{}", out.stdout, out.stderr);
+    let (r, out) = run_refused("PUT", "/rest/orgs/201/apps/8/installations/11");
     assert_eq!(finished(&out, "undeploy").as_deref(), Some("failed"));
     assert_eq!(finished(&out, "regenerate"), None, "nothing was regenerated");
     assert_eq!(finished(&out, "redeploy").as_deref(), Some("succeeded"));

@@ -29,7 +29,7 @@ fn guided_path_at_a_terminal_reaches_the_automated_end_state() {
     let mut r = Rig::new(&settings, false);
     let state = r.state();
     let account = key(&state, "fn_soar_utils").clone();
-    let api_key_id = account["api_key_id"].as_str().unwrap_or_default().to_owned();
+    let api_key_id = super::text(&account["api_key_id"]);
     let inputs = r.inputs("fn_soar_utils");
     let playbook = playbook_path();
     let mut args = vec!["run", playbook.as_str(), "--run-id", "g1"];
@@ -66,7 +66,7 @@ fn guided_path_at_a_terminal_reaches_the_automated_end_state() {
     pty.type_line("y");
     pty.expect("--- manual step regenerate ---");
     let shown = click(&r, "POST", "/admin/ui/api_keys/12/regenerate", None);
-    let secret = shown["api_key_secret"].as_str().unwrap_or_default().to_owned();
+    let secret = super::text(&shown["api_key_secret"]);
     pty.expect("The ID shown in the API Key Credentials:");
     pty.type_line(shown["api_key_id"].as_str().unwrap_or_default());
     pty.expect("The new secret shown in the API Key Credentials (input hidden):");
@@ -135,10 +135,7 @@ fn guided_path_at_a_terminal_reaches_the_automated_end_state() {
 #[test]
 fn plan_names_the_exact_account_and_apps_and_changes_nothing() {
     let mut r = Rig::new(&json!({"seed": SEED}), true);
-    let api_key_id = key(&r.before, "fn_soar_utils")["api_key_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let api_key_id = super::text(&key(&r.before, "fn_soar_utils")["api_key_id"]);
     let secrets_before = Test::new_in(&r.t).args(&["secrets", "list"]).run().stdout;
     let inputs = r.inputs("fn_soar_utils");
     let mut args = vec!["plan", "--output", "json"];
@@ -150,12 +147,7 @@ fn plan_names_the_exact_account_and_apps_and_changes_nothing() {
     let said: Vec<(String, String)> = super::events(&out)
         .into_iter()
         .filter(|e| e["event"] == "would_do")
-        .map(|e| {
-            (
-                e["id"].as_str().unwrap_or_default().to_owned(),
-                e["description"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
+        .map(|e| (super::text(&e["id"]), super::text(&e["description"])))
         .collect();
     let want = |id: &str, d: String| (id.to_owned(), d);
     for expected in [

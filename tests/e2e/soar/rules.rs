@@ -5,10 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{
-    Rig, USERS, app_secrets, assert_regenerated, failed_logins, good_logins, key, playbook_path, settled,
-    status,
-};
+use super::{Rig, USERS, app_secrets, assert_regenerated, failed_logins, good_logins, key, settled, status};
 
 /// The seed procedure with step 2 (Undeploy) left out, as an operator in a
 /// hurry would do it: regenerate while the apps run, take a moment to paste
@@ -85,12 +82,12 @@ fn skipping_the_undeploy_locks_the_account_and_the_playbook_does_not() {
     );
     // Locked: even the new secret, which both apps now hold, is refused.
     let secret = bare.reveal("soar-test/fn_soar_utils/api-key-secret", &["--version", "1"]);
-    let id = k["api_key_id"].as_str().unwrap_or_default().to_owned();
+    let id = super::text(&k["api_key_id"]);
     assert_eq!(bare.signs_in(&id, &secret), 401);
     bare.scan(&[("new secret", &secret)]);
 
     let mut guarded = Rig::with_app_host();
-    let out = guarded.run(&playbook_path(), "fn_soar_utils", &["--yes"], &[]);
+    let out = guarded.regenerate("fn_soar_utils", &[]);
     assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
     guarded.sims.tick("soar");
     let state = guarded.state();
@@ -116,10 +113,7 @@ fn skipping_the_undeploy_locks_the_account_and_the_playbook_does_not() {
 #[test]
 fn an_app_naming_the_account_only_by_its_secret_is_found_and_updated() {
     let mut r = Rig::new(&json!({"seed": super::SEED}), true);
-    let id = key(&r.before, "fn_soar_utils")["api_key_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let id = super::text(&key(&r.before, "fn_soar_utils")["api_key_id"]);
     // fn_misp's app.config now names neither the key ID nor its own secret:
     // api_key_id comes from App Secret misp_key_id, the secret from the one
     // named after the account.
@@ -138,12 +132,7 @@ fn an_app_naming_the_account_only_by_its_secret_is_found_and_updated() {
         Some(&json!({"value": id})),
     );
     assert_eq!(code, 200);
-    let out = r.run(
-        &playbook_path(),
-        "fn_soar_utils",
-        &["--yes", "--output", "json"],
-        &[],
-    );
+    let out = r.regenerate("fn_soar_utils", &["--output", "json"]);
     assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
     let found = super::step_outputs(&out, "find");
     assert_eq!(found["apps"], "fn_soar_utils,fn_misp", "{found}");
@@ -179,7 +168,7 @@ fn a_locked_account_is_unlocked_and_its_app_runs_again() {
     let mut r = Rig::with_app_host();
     assert_eq!(key(&r.before, "fn_splunk_integration")["locked"], true);
     assert_eq!(status(&r.before, "fn_splunk_integration"), "error");
-    let out = r.run(&playbook_path(), "fn_splunk_integration", &["--yes"], &[]);
+    let out = r.regenerate("fn_splunk_integration", &[]);
     assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
     r.sims.tick("soar");
     let state = r.state();
@@ -194,7 +183,7 @@ fn a_locked_account_is_unlocked_and_its_app_runs_again() {
         app_secrets(&state, "fn_splunk_integration"),
         vec![(
             "fn_splunk_integration".to_owned(),
-            k["secretFingerprint"].as_str().unwrap_or_default().to_owned()
+            super::text(&k["secretFingerprint"])
         )]
     );
     assert!(good_logins(&state, "fn_splunk_integration") > 0, "{state}");
@@ -208,7 +197,7 @@ fn a_locked_account_is_unlocked_and_its_app_runs_again() {
 #[test]
 fn the_key_rota_signs_in_with_is_refused_before_anything_changes() {
     let mut r = Rig::new(&json!({"seed": super::SEED}), true);
-    let out = r.run(&playbook_path(), "rota_automation", &["--yes"], &[]);
+    let out = r.regenerate("rota_automation", &[]);
     assert_eq!(out.status, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout
@@ -235,7 +224,7 @@ fn the_key_rota_signs_in_with_is_refused_before_anything_changes() {
 #[test]
 fn an_unknown_account_is_refused_naming_the_accounts_there_are() {
     let mut r = Rig::new(&json!({"seed": super::SEED}), true);
-    let out = r.run(&playbook_path(), "fn_nope", &["--yes"], &[]);
+    let out = r.regenerate("fn_nope", &[]);
     assert_eq!(out.status, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains(
