@@ -225,11 +225,7 @@ pub fn execute(
                 message: format!("error: cannot run {name}: {msg}"),
             }
             .into(),
-            StartError::Journal(msg) => Exit {
-                code: exit::ENVIRONMENT,
-                message: format!("error: cannot run {name}: {msg}"),
-            }
-            .into(),
+            StartError::Journal(msg) => exit::environment(format!("error: cannot run {name}: {msg}")),
         })?;
     if output == Output::Json {
         println!(
