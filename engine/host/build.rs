@@ -12,6 +12,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("HOSTILE", "rota_test_hostile"),
     ("FUTURE_ABI", "rota_test_future_abi"),
     ("MISSING_IMPORT", "rota_test_missing_import"),
+    ("KEYS", "rota_test_keys"),
 ];
 
 fn main() {

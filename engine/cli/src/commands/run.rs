@@ -41,6 +41,7 @@ impl Run {
             seed: self.args.seed,
             resume: None,
             abort: false,
+            in_flight: BTreeMap::new(),
         };
         let wait = if self.args.no_wait {
             LockWait::NoWait
@@ -143,6 +144,15 @@ pub fn execute(
             code: exit::RUN_FAILED,
             message: format!(
                 "error: run {} failed: {}",
+                report.run_id,
+                report.failure.unwrap_or_default()
+            ),
+        }
+        .into()),
+        Outcome::Interrupted => Err(Exit {
+            code: exit::RUN_FAILED,
+            message: format!(
+                "error: run {} stopped: {}",
                 report.run_id,
                 report.failure.unwrap_or_default()
             ),
