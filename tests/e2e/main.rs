@@ -6,5 +6,7 @@ mod cli;
 mod interactive;
 mod leaks;
 mod plugins;
+#[cfg(feature = "crash-points")]
+mod reconcile;
 mod state;
 mod test;
