@@ -346,3 +346,474 @@ fn known(call: &InFlightCall) -> String {
     });
     parts.join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::{Value, json};
+
+    use crate::action::{ActionError, ActionSpec, Basis, ResumePolicy};
+    use crate::event::{Outcome, StepStatus};
+    use crate::executor::RunOptions;
+    use crate::executor::tests::{Fake, Harness, harness_with, run, spec, status_of, upstream};
+    use crate::journal::{At, IntentRecord, Journal, JournalError};
+    use crate::operator::Absent;
+    use crate::reconcile::{InFlightCall, PendingRevoke, Reconciled, Revoked};
+    use crate::secret::SecretRef;
+
+    /// Keeps what the executor journals, as JSON.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<Value>>);
+
+    impl Recorded {
+        fn push(&self, v: Value) {
+            self.0.lock().expect("lock").push(v);
+        }
+        fn of(&self, kind: &str) -> Vec<Value> {
+            self.0
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|e| e["kind"] == kind)
+                .cloned()
+                .collect()
+        }
+    }
+
+    impl Journal for Recorded {
+        fn run_started(&self, _: &str, _: &Value, _: &[String]) -> Result<(), JournalError> {
+            Ok(())
+        }
+        fn step_started(&self, _: &str, at: At<'_>, _: u32) -> Result<(), JournalError> {
+            self.push(json!({"kind": "step_started", "step": at.step}));
+            Ok(())
+        }
+        fn intent(&self, _: &str, _: At<'_>, i: &IntentRecord<'_>) -> Result<(), JournalError> {
+            self.push(json!({
+                "kind": "intent", "action": i.action, "input": i.input, "key": i.idempotency_key,
+                "snapshot": i.snapshot, "revokes": i.revokes,
+            }));
+            Ok(())
+        }
+        fn reconciled(&self, _: &str, _: At<'_>, r: &Reconciled) -> Result<(), JournalError> {
+            self.push(json!({"kind": "reconciled", "record": r}));
+            Ok(())
+        }
+        fn revoked(&self, _: &str, _: At<'_>, r: &Revoked) -> Result<(), JournalError> {
+            self.push(json!({"kind": "revoked", "record": r}));
+            Ok(())
+        }
+        fn step_finished(
+            &self,
+            _: &str,
+            at: At<'_>,
+            status: StepStatus,
+            _: &Value,
+            _: Option<(&str, &str)>,
+        ) -> Result<(), JournalError> {
+            self.push(json!({"kind": "step_finished", "step": at.step, "status": status.as_str()}));
+            Ok(())
+        }
+        fn run_finished(&self, _: &str, _: Outcome) -> Result<(), JournalError> {
+            self.push(json!({"kind": "run_finished"}));
+            Ok(())
+        }
+        fn record_credential(&self, _: &str, _: &Value) -> Result<(), JournalError> {
+            Ok(())
+        }
+    }
+
+    fn reconciling() -> ResumePolicy {
+        ResumePolicy::Reconcile {
+            snapshot: Some("ids".into()),
+            reconcile: "find".into(),
+        }
+    }
+
+    fn create(resume: ResumePolicy, revoke: Option<&str>) -> ActionSpec {
+        let mut s = spec(
+            "create",
+            false,
+            Basis::Documented,
+            json!({
+                "type": "object",
+                "required": ["key_id", "secret"],
+                "properties": {"key_id": {"type": "string"}, "secret": {"x-rota-secret": true}}
+            }),
+        );
+        s.captures = vec!["secret".into()];
+        s.resume = resume;
+        s.revoke = revoke.map(Into::into);
+        s.key_id = Some("/id".into());
+        s
+    }
+
+    fn open() -> Value {
+        json!({"type": "object"})
+    }
+
+    fn fake(create: ActionSpec) -> Fake {
+        let mut put = spec("put", false, Basis::Documented, open());
+        put.resume = ResumePolicy::Repeat;
+        Fake::new(vec![
+            create,
+            spec("ids", true, Basis::Documented, open()),
+            spec("find", true, Basis::Documented, open()),
+            spec("drop", false, Basis::Documented, open()),
+            put,
+            spec("bare", false, Basis::Documented, open()),
+        ])
+        .reply("ids", vec![Ok(json!({"ids": ["k1"]}))])
+        .reply(
+            "create",
+            vec![Ok(json!({"key_id": "k3", "secret": {"$secret": "x/key@2"}}))],
+        )
+    }
+
+    const MINT: &str = "name: t\ndescription: t\nsecrets:\n  key: {name: x/key}\nsteps:\n  - id: mint\n    uses: fake.create\n    with: {name: rota}\n    captures: {secret: key}\n  - id: after\n    uses: core.log\n    with: {message: \"minted {{steps.mint.outputs.key_id}}\"}\non_failure:\n  - id: undo\n    uses: core.log\n    with: {message: undone}\n";
+
+    fn interrupted(action: &str, key: &str, captured: &[&str], key_id: Option<&str>) -> InFlightCall {
+        InFlightCall {
+            action: action.into(),
+            input: json!({"name": "rota"}),
+            idempotency_key: key.into(),
+            snapshot: Some(json!({"ids": ["k1"]})),
+            captured: captured
+                .iter()
+                .map(|h| h.parse::<SecretRef>().expect("a handle"))
+                .collect(),
+            key_id: key_id.map(Into::into),
+            pending_revokes: Vec::new(),
+        }
+    }
+
+    fn resuming(step: &str, calls: Vec<InFlightCall>) -> RunOptions {
+        RunOptions {
+            resume: Some(BTreeMap::new()),
+            in_flight: BTreeMap::from([(step.to_owned(), calls)]),
+            ..RunOptions::default()
+        }
+    }
+
+    fn setup(fake: Fake) -> (Harness, Arc<Recorded>) {
+        let journal = Arc::new(Recorded::default());
+        (harness_with(fake, Arc::new(Absent), journal.clone()), journal)
+    }
+
+    fn decisions(j: &Recorded) -> Vec<Value> {
+        j.of("reconciled").into_iter().map(|e| e["record"].clone()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_applied_call_is_adopted_without_calling_the_vendor_again() {
+        let applied = json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": "x/key@1"}}});
+        let (h, j) = setup(fake(create(reconciling(), Some("drop"))).reply("find", vec![Ok(applied)]));
+        let call = interrupted("fake.create", "r1/mint", &["x/key@1"], Some("k2"));
+        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
+        assert_eq!(h.fake.called(), vec!["find"], "no snapshot, no create");
+        assert_eq!(
+            h.fake.inputs_of("find"),
+            vec![(
+                json!({
+                    "input": {"name": "rota"},
+                    "snapshot": {"ids": ["k1"]},
+                    "captured": {"secret": {"$secret": "x/key@1"}},
+                    "key_id": "k2"
+                }),
+                "r1/mint".to_owned()
+            )]
+        );
+        assert_eq!(
+            r.steps.first().map(|s| s.outputs.clone()),
+            Some(json!({"key_id": "k2", "secret": {"$secret": "x/key@1"}}))
+        );
+        assert_eq!(
+            decisions(&j),
+            vec![json!({"action": "fake.create", "idempotency_key": "r1/mint", "decision": "adopted", "key_ids": ["k2"]})]
+        );
+        assert!(j.of("intent").is_empty(), "nothing new was announced");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_not_applied_is_redone_after_a_fresh_snapshot() {
+        let (h, j) = setup(
+            fake(create(reconciling(), Some("drop")))
+                .reply("find", vec![Ok(json!({"outcome": "not_applied"}))]),
+        );
+        let call = interrupted("fake.create", "r1/mint", &[], None);
+        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
+        assert_eq!(h.fake.called(), vec!["find", "ids", "create"]);
+        assert_eq!(decisions(&j)[0]["decision"], "not_applied");
+        let intents = j.of("intent");
+        assert_eq!(intents.len(), 1);
+        assert_eq!(intents[0]["snapshot"], json!({"ids": ["k1"]}), "journaled with the intent");
+        assert_eq!(h.fake.inputs_of("ids")[0].0, json!({"input": {"name": "rota"}}));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn orphans_are_revoked_by_id_then_the_call_is_redone() {
+        let (h, j) = setup(fake(create(reconciling(), Some("drop"))).reply(
+            "find",
+            vec![Ok(json!({"outcome": "orphaned", "key_ids": ["k7", "k8"]}))],
+        ));
+        let call = interrupted("fake.create", "r1/mint", &[], None);
+        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
+        assert_eq!(h.fake.called(), vec!["find", "drop", "drop", "ids", "create"]);
+        let drops: Vec<Value> = h.fake.inputs_of("drop").into_iter().map(|(i, _)| i).collect();
+        assert_eq!(
+            drops,
+            vec![
+                json!({"input": {"name": "rota"}, "key_id": "k7"}),
+                json!({"input": {"name": "rota"}, "key_id": "k8"}),
+            ]
+        );
+        let revokes: Vec<(Value, Value)> = j
+            .of("intent")
+            .into_iter()
+            .map(|i| (i["action"].clone(), i["revokes"].clone()))
+            .collect();
+        assert_eq!(
+            revokes,
+            vec![
+                (json!("fake.drop"), json!("k7")),
+                (json!("fake.drop"), json!("k8")),
+                (json!("fake.create"), Value::Null),
+            ],
+            "each revoke announced before it is made, then the redo"
+        );
+        let ends: Vec<Value> = j.of("revoked").into_iter().map(|e| e["record"]["outcome"].clone()).collect();
+        assert_eq!(ends, vec![json!("revoked"), json!("revoked")]);
+        assert_eq!(decisions(&j)[0]["key_ids"], json!(["k7", "k8"]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_revoke_announced_before_the_interruption_runs_again_first() {
+        let (h, j) = setup(
+            fake(create(reconciling(), Some("drop")))
+                .reply("drop", vec![Err(ActionError::NotFound("no key k5".into()))])
+                .reply("find", vec![Ok(json!({"outcome": "not_applied"}))]),
+        );
+        let mut call = interrupted("fake.create", "r1/mint", &[], None);
+        call.pending_revokes = vec![PendingRevoke {
+            action: "fake.drop".into(),
+            input: json!({"input": {"name": "rota"}, "key_id": "k5"}),
+            key_id: "k5".into(),
+        }];
+        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
+        assert_eq!(h.fake.called(), vec!["drop", "find", "ids", "create"]);
+        assert_eq!(
+            j.of("revoked")[0]["record"]["outcome"],
+            "already_gone",
+            "not-found means the key is gone"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_for_each_item_is_reconciled_on_its_own() {
+        let applied = json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": "x/key@1"}}});
+        let (h, j) = setup(fake(create(reconciling(), Some("drop"))).reply(
+            "find",
+            vec![Ok(applied), Ok(json!({"outcome": "not_applied"}))],
+        ));
+        let yaml = "name: t\ndescription: t\nsecrets:\n  key: {name: x/key}\nsteps:\n  - id: mint\n    for_each: [a, b]\n    uses: fake.create\n    with: {name: \"{{item}}\"}\n    captures: {secret: key}\n";
+        let calls = vec![
+            interrupted("fake.create", "r1/mint/0", &["x/key@1"], Some("k2")),
+            interrupted("fake.create", "r1/mint/1", &[], None),
+        ];
+        let r = run(&h, yaml, resuming("mint", calls)).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
+        assert_eq!(h.fake.called(), vec!["find", "find", "ids", "create"]);
+        let finds: Vec<String> = h.fake.inputs_of("find").into_iter().map(|(_, k)| k).collect();
+        assert_eq!(finds, vec!["r1/mint/0", "r1/mint/1"]);
+        assert_eq!(h.fake.inputs_of("create")[0].1, "r1/mint/1", "only item 1 is redone");
+        let d: Vec<Value> = decisions(&j).into_iter().map(|d| d["decision"].clone()).collect();
+        assert_eq!(d, vec![json!("adopted"), json!("not_applied")]);
+        assert_eq!(
+            r.steps.first().map(|s| s.outputs.clone()),
+            Some(json!([
+                {"key_id": "k2", "secret": {"$secret": "x/key@1"}},
+                {"key_id": "k3", "secret": {"$secret": "x/key@2"}}
+            ]))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repeatable_call_is_redone_without_reconciling() {
+        let (h, j) = setup(fake(create(reconciling(), None)));
+        let yaml = "name: t\ndescription: t\nsteps:\n  - id: set\n    uses: fake.put\n";
+        let r = run(&h, yaml, resuming("set", vec![interrupted("fake.put", "r1/set", &[], None)])).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
+        assert_eq!(h.fake.called(), vec!["put"]);
+        assert_eq!(decisions(&j)[0]["decision"], "repeated");
+    }
+
+    /// What a stopped resume looks like: no step end, no compensation, no
+    /// run end journaled; the run is still interrupted.
+    fn assert_stopped(h: &Harness, j: &Recorded, r: &crate::executor::RunReport, says: &[&str]) {
+        assert_eq!(r.outcome, Outcome::Interrupted, "{:?}", r.failure);
+        let failure = r.failure.clone().unwrap_or_default();
+        for s in says {
+            assert!(failure.contains(s), "no {s:?} in {failure}");
+        }
+        assert!(failure.contains("`rota runs resume r1`") && failure.contains("`rota runs abort r1`"));
+        assert_eq!(status_of(r, "undo"), None, "no compensation");
+        assert!(j.of("step_finished").is_empty(), "the step stays in flight");
+        assert!(j.of("run_finished").is_empty(), "the run stays interrupted");
+        assert!(!h.fake.called().contains(&"create".to_owned()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_without_a_resume_policy_stops_the_resume() {
+        let (h, j) = setup(fake(create(ResumePolicy::Refuse, None)));
+        let call = interrupted("fake.create", "r1/mint", &[], None);
+        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        assert_stopped(
+            &h,
+            &j,
+            &r,
+            &["cannot resume run r1: step mint was calling fake.create when the run stopped"],
+        );
+        assert!(h.fake.called().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_reconcile_answer_stops_the_resume_saying_what_is_known() {
+        let (h, j) = setup(
+            fake(create(reconciling(), Some("drop"))).reply("find", vec![Ok(json!({"outcome": "maybe"}))]),
+        );
+        let call = interrupted("fake.create", "r1/mint", &["x/key@1"], Some("k2"));
+        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        assert_stopped(
+            &h,
+            &j,
+            &r,
+            &[
+                "reconcile action fake.find answered {\"outcome\":\"maybe\"}: unknown outcome \"maybe\"",
+                "captured x/key@1",
+                "vendor key ID k2",
+            ],
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_revoke_of_an_orphan_stops_the_resume_naming_the_key() {
+        let (h, j) = setup(
+            fake(create(reconciling(), Some("drop")))
+                .reply("find", vec![Ok(json!({"outcome": "orphaned", "key_ids": ["k7"]}))])
+                .reply("drop", vec![upstream(500)]),
+        );
+        let call = interrupted("fake.create", "r1/mint", &[], None);
+        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        assert_stopped(
+            &h,
+            &j,
+            &r,
+            &["fake.find found orphan key k7 left by the interrupted call; revoking it with fake.drop failed: upstream error 500"],
+        );
+        assert_eq!(j.of("revoked")[0]["record"]["outcome"], "failed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn orphans_without_a_revoke_action_stop_the_resume() {
+        let (h, j) = setup(
+            fake(create(reconciling(), None))
+                .reply("find", vec![Ok(json!({"outcome": "orphaned", "key_ids": ["k7"]}))]),
+        );
+        let call = interrupted("fake.create", "r1/mint", &[], None);
+        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        assert_stopped(&h, &j, &r, &["orphan key(s) k7", "declares no revoke action: delete them at the vendor by hand"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_adopted_result_naming_another_secret_stops_the_resume() {
+        let applied = json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": "x/admin@1"}}});
+        let (h, j) = setup(fake(create(reconciling(), Some("drop"))).reply("find", vec![Ok(applied)]));
+        let call = interrupted("fake.create", "r1/mint", &["x/key@1"], Some("k2"));
+        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        assert_stopped(&h, &j, &r, &["names secret x/admin@1, which the interrupted fake.create call did not capture"]);
+    }
+
+    fn capture_failed() -> ActionError {
+        ActionError::CaptureFailed {
+            message: "fake.create: the vendor answered with secret x/key but rota could not store it".into(),
+            key_id: Some("k9".into()),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_capture_that_cannot_be_stored_is_revoked_at_once_and_fails_the_step() {
+        let (h, j) = setup(fake(create(reconciling(), Some("drop"))).reply("create", vec![Err(capture_failed())]));
+        let r = run(&h, MINT, RunOptions::default()).await;
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(h.fake.called(), vec!["ids", "create", "drop"]);
+        assert_eq!(
+            h.fake.inputs_of("drop")[0].0,
+            json!({"input": {"name": "rota"}, "key_id": "k9"})
+        );
+        assert_eq!(
+            r.failure.as_deref(),
+            Some(
+                "step mint failed: fake.create: fake.create: the vendor answered with secret x/key but rota could not \
+                 store it; rota revoked key k9 with fake.drop"
+            )
+        );
+        assert_eq!(status_of(&r, "undo"), Some(StepStatus::Succeeded), "on_failure ran");
+        assert_eq!(j.of("intent")[1]["revokes"], "k9", "the revoke was announced first");
+        assert_eq!(r.steps.first().and_then(|s| s.error_kind), Some("capture-failed"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_capture_failure_says_whether_the_revoke_worked() {
+        let (h, _) = setup(
+            fake(create(reconciling(), Some("drop")))
+                .reply("create", vec![Err(capture_failed())])
+                .reply("drop", vec![upstream(503)]),
+        );
+        let r = run(&h, MINT, RunOptions::default()).await;
+        assert!(
+            r.failure.clone().unwrap_or_default().ends_with(
+                "revoking key k9 with fake.drop FAILED (upstream error 503: try later): delete key k9 at the vendor by hand"
+            ),
+            "{:?}",
+            r.failure
+        );
+        let (h, _) = setup(fake(create(reconciling(), None)).reply("create", vec![Err(capture_failed())]));
+        let r = run(&h, MINT, RunOptions::default()).await;
+        assert!(
+            r.failure
+                .clone()
+                .unwrap_or_default()
+                .ends_with("fake.create declares no revoke action: delete key k9 at the vendor by hand"),
+            "{:?}",
+            r.failure
+        );
+        assert_eq!(h.fake.called(), vec!["ids", "create"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_failure_fails_the_attempt_and_is_retried_only_if_transient() {
+        let retry = MINT.replace("    captures: {secret: key}\n", "    captures: {secret: key}\n    retry: {attempts: 2, delay: 1s, jitter: false}\n");
+        let (h, j) = setup(
+            fake(create(reconciling(), Some("drop"))).reply("ids", vec![upstream(503), Ok(json!({"ids": []}))]),
+        );
+        let r = run(&h, &retry, RunOptions::default()).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
+        assert_eq!(h.fake.called(), vec!["ids", "ids", "create"]);
+        assert_eq!(j.of("intent").len(), 1, "no intent without a snapshot");
+        let (h, j) = setup(
+            fake(create(reconciling(), Some("drop")))
+                .reply("ids", vec![Err(ActionError::Unauthorized("bad token".into()))]),
+        );
+        let r = run(&h, &retry, RunOptions::default()).await;
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(h.fake.called(), vec!["ids"], "not transient: not retried, no call made");
+        assert_eq!(r.failure.as_deref(), Some("step mint failed: fake.ids: unauthorized: bad token"));
+        assert!(j.of("intent").is_empty());
+    }
+}
