@@ -117,7 +117,16 @@ impl Rig {
         let old = format!("old_key={}", self.old_key);
         self.rota(
             env,
-            &["run", "p.yaml", "-i", "token=keys/admin-token", "-i", &old, "--run-id", "r1"],
+            &[
+                "run",
+                "p.yaml",
+                "-i",
+                "token=keys/admin-token",
+                "-i",
+                &old,
+                "--run-id",
+                "r1",
+            ],
         )
     }
 
@@ -197,13 +206,14 @@ impl Rig {
         let live = view.keys[0].clone();
         assert_ne!(live.id, self.old_key, "{point}: the old key was retired");
         assert_eq!(
-            view.consumers.get("app-1").map(|c| (c.key_id.clone(), c.fingerprint.clone())),
+            view.consumers
+                .get("app-1")
+                .map(|c| (c.key_id.clone(), c.fingerprint.clone())),
             Some((live.id.clone(), live.fingerprint.clone())),
             "{point}: the consumer holds the live key"
         );
         assert_eq!(
-            view.deletes,
-            view.creates,
+            view.deletes, view.creates,
             "{point}: the old key plus every extra key created was deleted: {view:?}"
         );
         let versions = self.versions("keys/demo/key");
@@ -243,7 +253,9 @@ fn reconcile_points(points: &[&str]) {
         let (creates, says): (u32, &[&str]) = match *point {
             "create:intent" => (
                 1,
-                &["reconciled keys.create-key (idempotency key r1/create): not applied at the vendor; redone"],
+                &[
+                    "reconciled keys.create-key (idempotency key r1/create): not applied at the vendor; redone",
+                ],
             ),
             "create:answer" => (
                 2,
@@ -255,7 +267,9 @@ fn reconcile_points(points: &[&str]) {
             ),
             "create:capture" => (
                 1,
-                &["reconciled keys.create-key (idempotency key r1/create): applied before the interruption; adopted key k-2"],
+                &[
+                    "reconciled keys.create-key (idempotency key r1/create): applied before the interruption; adopted key k-2",
+                ],
             ),
             "set:intent" => (
                 1,
@@ -272,7 +286,10 @@ fn reconcile_points(points: &[&str]) {
             assert!(timeline.contains(line), "{point}: no {line:?} in:\n{timeline}");
         }
         if says.is_empty() {
-            assert!(!timeline.contains("reconciled"), "{point}: nothing to reconcile:\n{timeline}");
+            assert!(
+                !timeline.contains("reconciled"),
+                "{point}: nothing to reconcile:\n{timeline}"
+            );
         }
         if *point == "create:answer" {
             assert_eq!(view.keys[0].id, "k-3", "{point}: the redone create's key is live");
@@ -379,7 +396,11 @@ mod crash {
             "`rota runs resume r1`",
             "`rota runs abort r1`",
         ] {
-            assert!(stopped.stderr.contains(needle), "no {needle:?} in:\n{}", stopped.stderr);
+            assert!(
+                stopped.stderr.contains(needle),
+                "no {needle:?} in:\n{}",
+                stopped.stderr
+            );
         }
         assert!(!stopped.stdout.contains("compensation ran"), "{}", stopped.stdout);
         let record = r.record();
@@ -466,7 +487,11 @@ fn a_call_without_a_resume_policy_still_refuses_to_resume() {
         .env("ROTA_CRASH_AT", "mint:intent")
         .args(&["run", "p.yaml", "-i", "admin=demo/admin", "--run-id", "r1"])
         .run();
-    assert!(crashed.stderr.contains("crash point mint:intent reached"), "{}", crashed.stderr);
+    assert!(
+        crashed.stderr.contains("crash point mint:intent reached"),
+        "{}",
+        crashed.stderr
+    );
     Test::new_in(&t).args(&["runs", "resume", "r1"]).expect(
         1,
         "",
@@ -475,8 +500,14 @@ fn a_call_without_a_resume_policy_still_refuses_to_resume() {
          {\"url\":\"http://127.0.0.1:9/keys\",\"id\":\"acct\",\"admin\":{\"$secret\":\"demo/admin@1\"}}), \
          then `rota runs abort r1` (which runs the playbook's compensation) and start a new run.\n",
     );
-    let record = Test::new_in(&t).args(&["runs", "show", "r1", "--output", "json"]).run();
-    assert!(record.stdout.contains("\"status\": \"interrupted\""), "{}", record.stdout);
+    let record = Test::new_in(&t)
+        .args(&["runs", "show", "r1", "--output", "json"])
+        .run();
+    assert!(
+        record.stdout.contains("\"status\": \"interrupted\""),
+        "{}",
+        record.stdout
+    );
     let mut scanner = LeakScanner::new();
     scanner.add("admin", "echo-admin-secret-77c1");
     let mut hits = scanner.scan_bytes("stdout", crashed.stdout.as_bytes());

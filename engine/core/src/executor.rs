@@ -1086,7 +1086,10 @@ impl Run<'_> {
             attempt,
             "invoking action"
         );
-        match self.plugin_call(&site, &spec.action, input.clone(), captures).await {
+        match self
+            .plugin_call(&site, &spec.action, input.clone(), captures)
+            .await
+        {
             Err(ActionError::CaptureFailed { message, key_id }) => {
                 Err(self.capture_failed(&site, message, key_id).await)
             }

@@ -141,7 +141,9 @@ pub fn parse_answer(what: &str, answer: &Value) -> Result<Answer, String> {
                 Some(ids) if !ids.is_empty() && ids.iter().all(|id| !id.is_empty()) => {
                     Ok(Answer::Orphaned(ids))
                 }
-                _ => Err(bad("\"orphaned\" needs the orphans' vendor key IDs as a non-empty list of strings in \"key_ids\"")),
+                _ => Err(bad(
+                    "\"orphaned\" needs the orphans' vendor key IDs as a non-empty list of strings in \"key_ids\"",
+                )),
             }
         }
         other => Err(bad(&format!("unknown outcome {other:?}"))),
@@ -170,7 +172,11 @@ pub fn check_adopted(spec: &ActionSpec, output: &Value, captured: &[SecretRef]) 
             if captured.is_empty() {
                 "none".to_owned()
             } else {
-                captured.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                captured
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         ));
     }
@@ -327,10 +333,7 @@ mod tests {
             Resolution::Refuse
         );
         assert_eq!(resolve(&c, None), Resolution::Refuse, "an uninstalled action");
-        assert_eq!(
-            resolve(&call("core.secret.promote"), None),
-            Resolution::Redo
-        );
+        assert_eq!(resolve(&call("core.secret.promote"), None), Resolution::Redo);
         assert_eq!(
             resolve(&c, Some(&spec(ResumePolicy::Refuse, true))),
             Resolution::Redo
@@ -371,7 +374,10 @@ mod tests {
             (json!({"outcome": "orphaned", "key_ids": [7]}), "non-empty list"),
         ] {
             let err = parse_answer(what, &bad).err().unwrap_or_default();
-            assert!(err.starts_with("reconcile action keys.find-key answered "), "{err}");
+            assert!(
+                err.starts_with("reconcile action keys.find-key answered "),
+                "{err}"
+            );
             assert!(err.contains(why), "{err}");
             assert!(err.contains("expected {\"outcome\": \"applied\""), "{err}");
         }
@@ -383,9 +389,16 @@ mod tests {
         let mine = SecretRef::new("keys/demo/key", 2);
         let ok = json!({"key_id": "k2", "secret": mine.to_json()});
         assert_eq!(check_adopted(&s, &ok, std::slice::from_ref(&mine)), Ok(()));
-        let missing = check_adopted(&s, &json!({"secret": mine.to_json()}), std::slice::from_ref(&mine));
+        let missing = check_adopted(
+            &s,
+            &json!({"secret": mine.to_json()}),
+            std::slice::from_ref(&mine),
+        );
         assert!(
-            missing.as_ref().err().is_some_and(|e| e.contains("output schema") && e.contains("key_id")),
+            missing
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.contains("output schema") && e.contains("key_id")),
             "{missing:?}"
         );
         let other = SecretRef::new("keys/admin-token", 1);

@@ -260,7 +260,9 @@ pub fn inspect_text(host: &PluginHost, name: &str) -> Option<String> {
 pub fn recovery_lines(a: &ActionManifest) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(k) = &a.key_id {
-        out.push(format!("key id:   {k} in the answer, stored with the captured secret"));
+        out.push(format!(
+            "key id:   {k} in the answer, stored with the captured secret"
+        ));
     }
     if a.read_only {
         return out;
@@ -271,7 +273,10 @@ pub fn recovery_lines(a: &ActionManifest) -> Vec<String> {
             "resume:   repeat (an interrupted call is made again)".to_owned()
         }
         Some(ResumeManifest::Reconcile(r)) => match &r.snapshot {
-            Some(s) => format!("resume:   reconcile with {} (snapshot before each call: {s})", r.reconcile),
+            Some(s) => format!(
+                "resume:   reconcile with {} (snapshot before each call: {s})",
+                r.reconcile
+            ),
             None => format!("resume:   reconcile with {}", r.reconcile),
         },
     });

@@ -349,7 +349,12 @@ impl RunRecord {
             .map_or(0, |i| i + 1);
         let mut out: Vec<InFlightCalls> = Vec::new();
         let mut latest: Option<usize> = None;
-        for ev in self.events.iter().skip(since).filter(|e| e.step.as_ref() == Some(key)) {
+        for ev in self
+            .events
+            .iter()
+            .skip(since)
+            .filter(|e| e.step.as_ref() == Some(key))
+        {
             let slot = |out: &mut Vec<InFlightCalls>, k: &str| -> usize {
                 match out.iter().position(|c| c.idempotency_key == k) {
                     Some(i) => i,
@@ -366,7 +371,9 @@ impl RunRecord {
             };
             match &ev.data {
                 EventData::Intent(intent) => {
-                    let Some(k) = &intent.idempotency_key else { continue };
+                    let Some(k) = &intent.idempotency_key else {
+                        continue;
+                    };
                     let i = slot(&mut out, k);
                     if intent.revokes.is_some() {
                         out[i].pending_revokes.push(intent.clone());
@@ -388,8 +395,9 @@ impl RunRecord {
                 }
                 EventData::Revoked(r) if r.outcome != RevokeOutcome::Failed => {
                     if let Some(c) = out.iter_mut().find(|c| c.idempotency_key == r.idempotency_key) {
-                        c.pending_revokes
-                            .retain(|p| !(p.revokes.as_deref() == Some(r.key_id.as_str()) && p.action == r.action));
+                        c.pending_revokes.retain(|p| {
+                            !(p.revokes.as_deref() == Some(r.key_id.as_str()) && p.action == r.action)
+                        });
                     }
                 }
                 _ => {}

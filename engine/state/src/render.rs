@@ -184,7 +184,9 @@ pub fn run_timeline(run: &RunRecord) -> String {
                     line.push_str(&format!(" to revoke key {id}"));
                 }
                 match (&i.idempotency_key, i.snapshot.is_some()) {
-                    (Some(k), true) => line.push_str(&format!(" (idempotency key {k}, vendor state snapshot taken)")),
+                    (Some(k), true) => {
+                        line.push_str(&format!(" (idempotency key {k}, vendor state snapshot taken)"))
+                    }
                     (Some(k), false) => line.push_str(&format!(" (idempotency key {k})")),
                     (None, true) => line.push_str(" (vendor state snapshot taken)"),
                     (None, false) => {}

@@ -124,7 +124,9 @@ pub struct KeysVendor {
 
 impl std::fmt::Debug for KeysVendor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeysVendor").field("origin", &self.origin).finish()
+        f.debug_struct("KeysVendor")
+            .field("origin", &self.origin)
+            .finish()
     }
 }
 
@@ -136,7 +138,9 @@ impl KeysVendor {
         let origin = format!("http://{}", listener.local_addr()?);
         let state: Shared = Arc::new(Mutex::new(Vendor {
             token: token.to_owned(),
-            seed: std::collections::hash_map::RandomState::new().build_hasher().finish(),
+            seed: std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish(),
             ..Vendor::default()
         }));
         let router = axum::Router::new()
@@ -189,7 +193,8 @@ impl KeysVendor {
             .find(|k| k.id == key_id)
             .map(|k| k.secret.clone())
             .unwrap_or_default();
-        v.consumers.insert(consumer.to_owned(), (key_id.to_owned(), secret));
+        v.consumers
+            .insert(consumer.to_owned(), (key_id.to_owned(), secret));
     }
 
     /// Makes `GET /keys` answer 503 (an outage of the vendor's read side).
@@ -246,21 +251,26 @@ impl Drop for KeysVendor {
     }
 }
 
-fn authorized(v: &Vendor, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(v: &Vendor, headers: &HeaderMap) -> bool {
     let expected = format!("Bearer {}", v.token);
-    match headers.get("authorization").and_then(|h| h.to_str().ok()) {
-        Some(got) if got == expected => Ok(()),
-        _ => Err((StatusCode::UNAUTHORIZED, Json(json!({"error": "bad token"}))).into_response()),
-    }
+    headers.get("authorization").and_then(|h| h.to_str().ok()) == Some(expected.as_str())
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, Json(json!({"error": "bad token"}))).into_response()
 }
 
 async fn list_keys(State(state): State<Shared>, headers: HeaderMap) -> Response {
     let v = lock(&state);
-    if let Err(r) = authorized(&v, &headers) {
-        return r;
+    if !authorized(&v, &headers) {
+        return unauthorized();
     }
     if v.failing_lists {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "listing is down"}))).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "listing is down"})),
+        )
+            .into_response();
     }
     let keys: Vec<Value> = v
         .keys
@@ -272,11 +282,15 @@ async fn list_keys(State(state): State<Shared>, headers: HeaderMap) -> Response 
 
 async fn create_key(State(state): State<Shared>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     let mut v = lock(&state);
-    if let Err(r) = authorized(&v, &headers) {
-        return r;
+    if !authorized(&v, &headers) {
+        return unauthorized();
     }
     let Some(name) = body.get("name").and_then(Value::as_str) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "name is required"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "name is required"})),
+        )
+            .into_response();
     };
     v.creates += 1;
     let k = v.mint(name);
@@ -286,8 +300,8 @@ async fn create_key(State(state): State<Shared>, headers: HeaderMap, Json(body):
 
 async fn delete_key(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let mut v = lock(&state);
-    if let Err(r) = authorized(&v, &headers) {
-        return r;
+    if !authorized(&v, &headers) {
+        return unauthorized();
     }
     match v.keys.iter().position(|k| k.id == id) {
         Some(i) => {
@@ -295,7 +309,11 @@ async fn delete_key(State(state): State<Shared>, headers: HeaderMap, Path(id): P
             v.deletes += 1;
             StatusCode::NO_CONTENT.into_response()
         }
-        None => (StatusCode::NOT_FOUND, Json(json!({"error": format!("no key {id}")}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no key {id}")})),
+        )
+            .into_response(),
     }
 }
 
@@ -306,14 +324,18 @@ async fn set_credential(
     Json(body): Json<Value>,
 ) -> Response {
     let mut v = lock(&state);
-    if let Err(r) = authorized(&v, &headers) {
-        return r;
+    if !authorized(&v, &headers) {
+        return unauthorized();
     }
     let (Some(key_id), Some(secret)) = (
         body.get("key_id").and_then(Value::as_str),
         body.get("secret").and_then(Value::as_str),
     ) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "key_id and secret are required"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "key_id and secret are required"})),
+        )
+            .into_response();
     };
     v.consumers
         .insert(consumer.clone(), (key_id.to_owned(), secret.to_owned()));

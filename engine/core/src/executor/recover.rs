@@ -86,9 +86,9 @@ impl Run<'_> {
                     ),
                 }
             }
-            (None, Some(id)) => format!(
-                "{what} declares no revoke action: delete key {id} at the vendor by hand"
-            ),
+            (None, Some(id)) => {
+                format!("{what} declares no revoke action: delete key {id} at the vendor by hand")
+            }
             (_, None) => format!(
                 "the vendor's key ID is unknown ({what} declares no key_id, or the answer had none): \
                  find the key this call created at the vendor and delete it by hand"
@@ -153,7 +153,13 @@ impl Run<'_> {
         }
     }
 
-    fn reconciled(&self, site: &CallSite<'_>, call: &InFlightCall, decision: Decision, key_ids: Vec<String>) -> Result<(), StepError> {
+    fn reconciled(
+        &self,
+        site: &CallSite<'_>,
+        call: &InFlightCall,
+        decision: Decision,
+        key_ids: Vec<String>,
+    ) -> Result<(), StepError> {
         let record = Reconciled {
             action: call.action.clone(),
             idempotency_key: call.idempotency_key.clone(),
@@ -169,7 +175,11 @@ impl Run<'_> {
     /// Settles a call the interrupted run left in flight, before the site's
     /// call is made again: `Some(result)` when its result is adopted (the
     /// vendor is not called again), `None` when the call must be redone.
-    pub(super) async fn recover(&self, site: &CallSite<'_>, call: InFlightCall) -> Result<Option<Value>, StepError> {
+    pub(super) async fn recover(
+        &self,
+        site: &CallSite<'_>,
+        call: InFlightCall,
+    ) -> Result<Option<Value>, StepError> {
         let run = &self.run_id;
         let stop = |what: String| {
             StepError::ResumeStopped(format!(
@@ -205,7 +215,11 @@ impl Run<'_> {
         let reconcile_action = match reconcile::resolve(&call, spec.as_ref()) {
             Resolution::Redo => return Ok(None),
             Resolution::Refuse => {
-                return Err(StepError::ResumeStopped(reconcile::refusal(run, &site.step.id, &call)));
+                return Err(StepError::ResumeStopped(reconcile::refusal(
+                    run,
+                    &site.step.id,
+                    &call,
+                )));
             }
             Resolution::Repeat => {
                 self.reconciled(site, &call, Decision::Repeated, Vec::new())?;
@@ -299,7 +313,10 @@ impl Run<'_> {
                 }
                 self.note(
                     site,
-                    format!("{} was in flight and left orphans, now revoked: redoing it", call.action),
+                    format!(
+                        "{} was in flight and left orphans, now revoked: redoing it",
+                        call.action
+                    ),
                 );
                 Ok(None)
             }
@@ -337,7 +354,11 @@ fn known(call: &InFlightCall) -> String {
     } else {
         parts.push(format!(
             "captured {}",
-            call.captured.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            call.captured
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     parts.push(match &call.key_id {
@@ -503,12 +524,16 @@ mod tests {
     }
 
     fn decisions(j: &Recorded) -> Vec<Value> {
-        j.of("reconciled").into_iter().map(|e| e["record"].clone()).collect()
+        j.of("reconciled")
+            .into_iter()
+            .map(|e| e["record"].clone())
+            .collect()
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_applied_call_is_adopted_without_calling_the_vendor_again() {
-        let applied = json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": "x/key@1"}}});
+        let applied =
+            json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": "x/key@1"}}});
         let (h, j) = setup(fake(create(reconciling(), Some("drop"))).reply("find", vec![Ok(applied)]));
         let call = interrupted("fake.create", "r1/mint", &["x/key@1"], Some("k2"));
         let r = run(&h, MINT, resuming("mint", vec![call])).await;
@@ -532,7 +557,9 @@ mod tests {
         );
         assert_eq!(
             decisions(&j),
-            vec![json!({"action": "fake.create", "idempotency_key": "r1/mint", "decision": "adopted", "key_ids": ["k2"]})]
+            vec![
+                json!({"action": "fake.create", "idempotency_key": "r1/mint", "decision": "adopted", "key_ids": ["k2"]})
+            ]
         );
         assert!(j.of("intent").is_empty(), "nothing new was announced");
     }
@@ -550,7 +577,11 @@ mod tests {
         assert_eq!(decisions(&j)[0]["decision"], "not_applied");
         let intents = j.of("intent");
         assert_eq!(intents.len(), 1);
-        assert_eq!(intents[0]["snapshot"], json!({"ids": ["k1"]}), "journaled with the intent");
+        assert_eq!(
+            intents[0]["snapshot"],
+            json!({"ids": ["k1"]}),
+            "journaled with the intent"
+        );
         assert_eq!(h.fake.inputs_of("ids")[0].0, json!({"input": {"name": "rota"}}));
     }
 
@@ -586,7 +617,11 @@ mod tests {
             ],
             "each revoke announced before it is made, then the redo"
         );
-        let ends: Vec<Value> = j.of("revoked").into_iter().map(|e| e["record"]["outcome"].clone()).collect();
+        let ends: Vec<Value> = j
+            .of("revoked")
+            .into_iter()
+            .map(|e| e["record"]["outcome"].clone())
+            .collect();
         assert_eq!(ends, vec![json!("revoked"), json!("revoked")]);
         assert_eq!(decisions(&j)[0]["key_ids"], json!(["k7", "k8"]));
     }
@@ -616,11 +651,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn each_for_each_item_is_reconciled_on_its_own() {
-        let applied = json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": "x/key@1"}}});
-        let (h, j) = setup(fake(create(reconciling(), Some("drop"))).reply(
-            "find",
-            vec![Ok(applied), Ok(json!({"outcome": "not_applied"}))],
-        ));
+        let applied =
+            json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": "x/key@1"}}});
+        let (h, j) = setup(
+            fake(create(reconciling(), Some("drop")))
+                .reply("find", vec![Ok(applied), Ok(json!({"outcome": "not_applied"}))]),
+        );
         let yaml = "name: t\ndescription: t\nsecrets:\n  key: {name: x/key}\nsteps:\n  - id: mint\n    for_each: [a, b]\n    uses: fake.create\n    with: {name: \"{{item}}\"}\n    captures: {secret: key}\n";
         let calls = vec![
             interrupted("fake.create", "r1/mint/0", &["x/key@1"], Some("k2")),
@@ -631,7 +667,11 @@ mod tests {
         assert_eq!(h.fake.called(), vec!["find", "find", "ids", "create"]);
         let finds: Vec<String> = h.fake.inputs_of("find").into_iter().map(|(_, k)| k).collect();
         assert_eq!(finds, vec!["r1/mint/0", "r1/mint/1"]);
-        assert_eq!(h.fake.inputs_of("create")[0].1, "r1/mint/1", "only item 1 is redone");
+        assert_eq!(
+            h.fake.inputs_of("create")[0].1,
+            "r1/mint/1",
+            "only item 1 is redone"
+        );
         let d: Vec<Value> = decisions(&j).into_iter().map(|d| d["decision"].clone()).collect();
         assert_eq!(d, vec![json!("adopted"), json!("not_applied")]);
         assert_eq!(
@@ -647,7 +687,12 @@ mod tests {
     async fn a_repeatable_call_is_redone_without_reconciling() {
         let (h, j) = setup(fake(create(reconciling(), None)));
         let yaml = "name: t\ndescription: t\nsteps:\n  - id: set\n    uses: fake.put\n";
-        let r = run(&h, yaml, resuming("set", vec![interrupted("fake.put", "r1/set", &[], None)])).await;
+        let r = run(
+            &h,
+            yaml,
+            resuming("set", vec![interrupted("fake.put", "r1/set", &[], None)]),
+        )
+        .await;
         assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
         assert_eq!(h.fake.called(), vec!["put"]);
         assert_eq!(decisions(&j)[0]["decision"], "repeated");
@@ -705,7 +750,10 @@ mod tests {
     async fn a_failed_revoke_of_an_orphan_stops_the_resume_naming_the_key() {
         let (h, j) = setup(
             fake(create(reconciling(), Some("drop")))
-                .reply("find", vec![Ok(json!({"outcome": "orphaned", "key_ids": ["k7"]}))])
+                .reply(
+                    "find",
+                    vec![Ok(json!({"outcome": "orphaned", "key_ids": ["k7"]}))],
+                )
                 .reply("drop", vec![upstream(500)]),
         );
         let call = interrupted("fake.create", "r1/mint", &[], None);
@@ -714,29 +762,45 @@ mod tests {
             &h,
             &j,
             &r,
-            &["fake.find found orphan key k7 left by the interrupted call; revoking it with fake.drop failed: upstream error 500"],
+            &[
+                "fake.find found orphan key k7 left by the interrupted call; revoking it with fake.drop failed: upstream error 500",
+            ],
         );
         assert_eq!(j.of("revoked")[0]["record"]["outcome"], "failed");
     }
 
     #[tokio::test(start_paused = true)]
     async fn orphans_without_a_revoke_action_stop_the_resume() {
-        let (h, j) = setup(
-            fake(create(reconciling(), None))
-                .reply("find", vec![Ok(json!({"outcome": "orphaned", "key_ids": ["k7"]}))]),
-        );
+        let (h, j) = setup(fake(create(reconciling(), None)).reply(
+            "find",
+            vec![Ok(json!({"outcome": "orphaned", "key_ids": ["k7"]}))],
+        ));
         let call = interrupted("fake.create", "r1/mint", &[], None);
         let r = run(&h, MINT, resuming("mint", vec![call])).await;
-        assert_stopped(&h, &j, &r, &["orphan key(s) k7", "declares no revoke action: delete them at the vendor by hand"]);
+        assert_stopped(
+            &h,
+            &j,
+            &r,
+            &[
+                "orphan key(s) k7",
+                "declares no revoke action: delete them at the vendor by hand",
+            ],
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_adopted_result_naming_another_secret_stops_the_resume() {
-        let applied = json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": "x/admin@1"}}});
+        let applied =
+            json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": "x/admin@1"}}});
         let (h, j) = setup(fake(create(reconciling(), Some("drop"))).reply("find", vec![Ok(applied)]));
         let call = interrupted("fake.create", "r1/mint", &["x/key@1"], Some("k2"));
         let r = run(&h, MINT, resuming("mint", vec![call])).await;
-        assert_stopped(&h, &j, &r, &["names secret x/admin@1, which the interrupted fake.create call did not capture"]);
+        assert_stopped(
+            &h,
+            &j,
+            &r,
+            &["names secret x/admin@1, which the interrupted fake.create call did not capture"],
+        );
     }
 
     fn capture_failed() -> ActionError {
@@ -748,7 +812,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_capture_that_cannot_be_stored_is_revoked_at_once_and_fails_the_step() {
-        let (h, j) = setup(fake(create(reconciling(), Some("drop"))).reply("create", vec![Err(capture_failed())]));
+        let (h, j) =
+            setup(fake(create(reconciling(), Some("drop"))).reply("create", vec![Err(capture_failed())]));
         let r = run(&h, MINT, RunOptions::default()).await;
         assert_eq!(r.outcome, Outcome::Failed);
         assert_eq!(h.fake.called(), vec!["ids", "create", "drop"]);
@@ -763,8 +828,16 @@ mod tests {
                  store it; rota revoked key k9 with fake.drop"
             )
         );
-        assert_eq!(status_of(&r, "undo"), Some(StepStatus::Succeeded), "on_failure ran");
-        assert_eq!(j.of("intent")[1]["revokes"], "k9", "the revoke was announced first");
+        assert_eq!(
+            status_of(&r, "undo"),
+            Some(StepStatus::Succeeded),
+            "on_failure ran"
+        );
+        assert_eq!(
+            j.of("intent")[1]["revokes"],
+            "k9",
+            "the revoke was announced first"
+        );
         assert_eq!(r.steps.first().and_then(|s| s.error_kind), Some("capture-failed"));
     }
 
@@ -798,9 +871,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_snapshot_failure_fails_the_attempt_and_is_retried_only_if_transient() {
-        let retry = MINT.replace("    captures: {secret: key}\n", "    captures: {secret: key}\n    retry: {attempts: 2, delay: 1s, jitter: false}\n");
+        let retry = MINT.replace(
+            "    captures: {secret: key}\n",
+            "    captures: {secret: key}\n    retry: {attempts: 2, delay: 1s, jitter: false}\n",
+        );
         let (h, j) = setup(
-            fake(create(reconciling(), Some("drop"))).reply("ids", vec![upstream(503), Ok(json!({"ids": []}))]),
+            fake(create(reconciling(), Some("drop")))
+                .reply("ids", vec![upstream(503), Ok(json!({"ids": []}))]),
         );
         let r = run(&h, &retry, RunOptions::default()).await;
         assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
@@ -812,8 +889,15 @@ mod tests {
         );
         let r = run(&h, &retry, RunOptions::default()).await;
         assert_eq!(r.outcome, Outcome::Failed);
-        assert_eq!(h.fake.called(), vec!["ids"], "not transient: not retried, no call made");
-        assert_eq!(r.failure.as_deref(), Some("step mint failed: fake.ids: unauthorized: bad token"));
+        assert_eq!(
+            h.fake.called(),
+            vec!["ids"],
+            "not transient: not retried, no call made"
+        );
+        assert_eq!(
+            r.failure.as_deref(),
+            Some("step mint failed: fake.ids: unauthorized: bad token")
+        );
         assert!(j.of("intent").is_empty());
     }
 }

@@ -70,7 +70,12 @@ impl Fake {
 
     /// The actions called, in order.
     pub(super) fn called(&self) -> Vec<String> {
-        self.inputs.lock().expect("lock").iter().map(|(a, _, _)| a.clone()).collect()
+        self.inputs
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(a, _, _)| a.clone())
+            .collect()
     }
 
     /// (input, idempotency key) of every call of `action`.

@@ -398,10 +398,11 @@ async fn capture_in_span(
         let scope = ctx.call.secrets.clone();
         let (plugin, secret) = (ctx.plugin.clone(), target.name.clone());
         let value = Secret::new(value);
-        let committed = tokio::task::spawn_blocking(move || scope.capture(&plugin, &target, value, provenance))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        let committed =
+            tokio::task::spawn_blocking(move || scope.capture(&plugin, &target, value, provenance))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
         let handle = match committed {
             Ok(h) => h,
             Err(e) => {
@@ -432,7 +433,9 @@ async fn capture_in_span(
         });
     }
     if let Some(doc) = json
-        && !specs.iter().all(|c| matches!(c.source, http::CaptureSource::Header(_)))
+        && !specs
+            .iter()
+            .all(|c| matches!(c.source, http::CaptureSource::Header(_)))
     {
         *body = serde_json::to_vec(&doc).map_err(|e| fail(e.to_string()))?;
     }

@@ -152,7 +152,11 @@ async fn a_capture_the_store_refuses_fails_the_call_naming_secret_and_key() {
          rota does not hold its value"
     );
     let view = k.vendor.view();
-    assert_eq!(view.keys.len(), 1, "the host reports the orphan; the executor revokes it");
+    assert_eq!(
+        view.keys.len(),
+        1,
+        "the host reports the orphan; the executor revokes it"
+    );
     let minted = k.vendor.minted_secrets();
     assert!(!message.contains(&minted[0]));
 }

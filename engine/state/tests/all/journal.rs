@@ -521,8 +521,15 @@ fn in_flight_calls_are_settled_per_idempotency_key_across_attempts() -> TestResu
     let calls = run.in_flight_calls(&mint);
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].idempotency_key, "r/mint/0");
-    assert_eq!(calls[0].call, Some(call("r/mint/0", Some(json!({"ids": ["k1"]})))));
-    let handles: Vec<_> = calls[0].captures.iter().map(|c| (c.handle.clone(), c.key_id.clone())).collect();
+    assert_eq!(
+        calls[0].call,
+        Some(call("r/mint/0", Some(json!({"ids": ["k1"]}))))
+    );
+    let handles: Vec<_> = calls[0]
+        .captures
+        .iter()
+        .map(|c| (c.handle.clone(), c.key_id.clone()))
+        .collect();
     assert_eq!(handles, vec![(h0, Some("k2".to_owned()))]);
     assert_eq!(calls[1].idempotency_key, "r/mint/1");
     assert_eq!(

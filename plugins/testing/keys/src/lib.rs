@@ -106,7 +106,9 @@ fn find_key(ctx: &Context, r: Reconcile<CreateIn, KeyIds>) -> Result<Outcome<Cre
         });
     }
     let snapshot = r.snapshot.ok_or_else(|| {
-        Error::InvalidInput("no snapshot of the keys before the call: cannot tell which key it created".to_owned())
+        Error::InvalidInput(
+            "no snapshot of the keys before the call: cannot tell which key it created".to_owned(),
+        )
     })?;
     let new: Vec<String> = keys
         .into_iter()
