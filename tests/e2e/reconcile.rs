@@ -515,3 +515,46 @@ fn a_call_without_a_resume_policy_still_refuses_to_resume() {
     hits.extend(scanner.scan_rota_state(&t.state_dir()).expect("scan state"));
     assert_no_leaks(&hits);
 }
+
+#[test]
+fn plugins_inspect_shows_how_each_action_resumes() {
+    let mut r = rig(ROTATION);
+    let out = r.rota(&[], &["plugins", "inspect", "keys"]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    for line in [
+        "  create-key  [documented]\n",
+        "    key id:   /id in the answer, stored with the captured secret\n    resume:   reconcile with find-key (snapshot before each call: key-ids)\n    revoke:   revoke-key (deletes what it creates, by key id)\n",
+        "  set-credential  [documented]\n    Sets a consumer's credential (PUT: idempotent, safe to repeat)\n    resume:   repeat (an interrupted call is made again)\n    revoke:   none declared\n",
+        "  revoke-key  [documented]\n    Revoke for create-key: deletes an orphan key by its ID (not-found if it is already gone)\n    resume:   refuse (declares no policy: an interrupted call stops the resume)\n",
+    ] {
+        assert!(out.stdout.contains(line), "no {line:?} in:\n{}", out.stdout);
+    }
+    let json = r.rota(&[], &["plugins", "inspect", "keys", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let action = |name: &str| {
+        v["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let create = action("create-key");
+    assert_eq!(
+        create["resume"],
+        serde_json::json!({"kind": "reconcile", "snapshot": "key-ids", "reconcile": "find-key"})
+    );
+    assert_eq!(create["revoke"], "revoke-key");
+    assert_eq!(create["key_id"], "/id");
+    assert_eq!(
+        action("delete-key")["resume"],
+        serde_json::json!({"kind": "repeat"})
+    );
+    assert_eq!(
+        action("key-ids")["resume"],
+        serde_json::Value::Null,
+        "read-only: nothing to resume"
+    );
+    r.scan();
+}
