@@ -8,7 +8,7 @@
 
 use rota_testkit::{KeysVendor, LeakScanner, VendorView, assert_no_leaks, fingerprint};
 
-use crate::test::{Output, Test};
+use crate::test::{Output, Test, with_stage};
 
 const TOKEN: &str = "vendor-admin-token-4e1f07";
 
@@ -217,16 +217,7 @@ impl Rig {
             "{point}: the old key plus every extra key created was deleted: {view:?}"
         );
         let versions = self.versions("keys/demo/key");
-        let current: Vec<&serde_json::Value> = versions
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|v| {
-                v["stages"]
-                    .as_array()
-                    .is_some_and(|s| s.contains(&serde_json::json!("current")))
-            })
-            .collect();
+        let current = with_stage(&versions, "current");
         assert_eq!(current.len(), 1, "{point}: one current version: {versions}");
         assert_eq!(
             current[0]["provenance"]["key_id"], live.id,
@@ -492,7 +483,7 @@ fn a_call_without_a_resume_policy_still_refuses_to_resume() {
         "{}",
         crashed.stderr
     );
-    Test::new_in(&t).args(&["runs", "resume", "r1"]).expect(
+    let refused = Test::new_in(&t).args(&["runs", "resume", "r1"]).expect(
         1,
         "",
         "error: cannot resume run r1: step mint was calling echo.create-key when the run stopped, and rota \
@@ -510,8 +501,11 @@ fn a_call_without_a_resume_policy_still_refuses_to_resume() {
     );
     let mut scanner = LeakScanner::new();
     scanner.add("admin", "echo-admin-secret-77c1");
-    let mut hits = scanner.scan_bytes("stdout", crashed.stdout.as_bytes());
-    hits.extend(scanner.scan_bytes("stderr", crashed.stderr.as_bytes()));
+    let mut hits = Vec::new();
+    for (what, out) in [("crashed", &crashed), ("refused", &refused), ("record", &record)] {
+        hits.extend(scanner.scan_bytes(&format!("{what} stdout"), out.stdout.as_bytes()));
+        hits.extend(scanner.scan_bytes(&format!("{what} stderr"), out.stderr.as_bytes()));
+    }
     hits.extend(scanner.scan_rota_state(&t.state_dir()).expect("scan state"));
     assert_no_leaks(&hits);
 }

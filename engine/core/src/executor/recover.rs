@@ -377,8 +377,8 @@ mod tests {
 
     use crate::action::{ActionError, ActionSpec, Basis, ResumePolicy};
     use crate::event::{Outcome, StepStatus};
-    use crate::executor::RunOptions;
     use crate::executor::tests::{Fake, Harness, harness_with, run, spec, status_of, upstream};
+    use crate::executor::{RunOptions, RunReport};
     use crate::journal::{At, IntentRecord, Journal, JournalError};
     use crate::operator::Absent;
     use crate::reconcile::{InFlightCall, PendingRevoke, Reconciled, Revoked};
@@ -523,6 +523,22 @@ mod tests {
         (harness_with(fake, Arc::new(Absent), journal.clone()), journal)
     }
 
+    /// Resumes MINT with `call` in flight.
+    async fn resume_mint(fake: Fake, call: InFlightCall) -> (Harness, Arc<Recorded>, RunReport) {
+        let (h, j) = setup(fake);
+        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        (h, j, r)
+    }
+
+    /// A plugin whose reconcile action answers `answer`.
+    fn answering(answer: Value) -> Fake {
+        fake(create(reconciling(), Some("drop"))).reply("find", vec![Ok(answer)])
+    }
+
+    fn applied(secret: &str) -> Value {
+        json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": secret}}})
+    }
+
     fn decisions(j: &Recorded) -> Vec<Value> {
         j.of("reconciled")
             .into_iter()
@@ -532,11 +548,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_applied_call_is_adopted_without_calling_the_vendor_again() {
-        let applied =
-            json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": "x/key@1"}}});
-        let (h, j) = setup(fake(create(reconciling(), Some("drop"))).reply("find", vec![Ok(applied)]));
-        let call = interrupted("fake.create", "r1/mint", &["x/key@1"], Some("k2"));
-        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        let (h, j, r) = resume_mint(
+            answering(applied("x/key@1")),
+            interrupted("fake.create", "r1/mint", &["x/key@1"], Some("k2")),
+        )
+        .await;
         assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
         assert_eq!(h.fake.called(), vec!["find"], "no snapshot, no create");
         assert_eq!(
@@ -566,12 +582,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_call_not_applied_is_redone_after_a_fresh_snapshot() {
-        let (h, j) = setup(
-            fake(create(reconciling(), Some("drop")))
-                .reply("find", vec![Ok(json!({"outcome": "not_applied"}))]),
-        );
-        let call = interrupted("fake.create", "r1/mint", &[], None);
-        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        let (h, j, r) = resume_mint(
+            answering(json!({"outcome": "not_applied"})),
+            interrupted("fake.create", "r1/mint", &[], None),
+        )
+        .await;
         assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
         assert_eq!(h.fake.called(), vec!["find", "ids", "create"]);
         assert_eq!(decisions(&j)[0]["decision"], "not_applied");
@@ -587,12 +602,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn orphans_are_revoked_by_id_then_the_call_is_redone() {
-        let (h, j) = setup(fake(create(reconciling(), Some("drop"))).reply(
-            "find",
-            vec![Ok(json!({"outcome": "orphaned", "key_ids": ["k7", "k8"]}))],
-        ));
-        let call = interrupted("fake.create", "r1/mint", &[], None);
-        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        let (h, j, r) = resume_mint(
+            answering(json!({"outcome": "orphaned", "key_ids": ["k7", "k8"]})),
+            interrupted("fake.create", "r1/mint", &[], None),
+        )
+        .await;
         assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
         assert_eq!(h.fake.called(), vec!["find", "drop", "drop", "ids", "create"]);
         let drops: Vec<Value> = h.fake.inputs_of("drop").into_iter().map(|(i, _)| i).collect();
@@ -700,7 +714,7 @@ mod tests {
 
     /// What a stopped resume looks like: no step end, no compensation, no
     /// run end journaled; the run is still interrupted.
-    fn assert_stopped(h: &Harness, j: &Recorded, r: &crate::executor::RunReport, says: &[&str]) {
+    fn assert_stopped(h: &Harness, j: &Recorded, r: &RunReport, says: &[&str]) {
         assert_eq!(r.outcome, Outcome::Interrupted, "{:?}", r.failure);
         let failure = r.failure.clone().unwrap_or_default();
         for s in says {
@@ -715,9 +729,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_call_without_a_resume_policy_stops_the_resume() {
-        let (h, j) = setup(fake(create(ResumePolicy::Refuse, None)));
-        let call = interrupted("fake.create", "r1/mint", &[], None);
-        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        let (h, j, r) = resume_mint(
+            fake(create(ResumePolicy::Refuse, None)),
+            interrupted("fake.create", "r1/mint", &[], None),
+        )
+        .await;
         assert_stopped(
             &h,
             &j,
@@ -729,11 +745,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_unreadable_reconcile_answer_stops_the_resume_saying_what_is_known() {
-        let (h, j) = setup(
-            fake(create(reconciling(), Some("drop"))).reply("find", vec![Ok(json!({"outcome": "maybe"}))]),
-        );
-        let call = interrupted("fake.create", "r1/mint", &["x/key@1"], Some("k2"));
-        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        let (h, j, r) = resume_mint(
+            answering(json!({"outcome": "maybe"})),
+            interrupted("fake.create", "r1/mint", &["x/key@1"], Some("k2")),
+        )
+        .await;
         assert_stopped(
             &h,
             &j,
@@ -748,16 +764,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_revoke_of_an_orphan_stops_the_resume_naming_the_key() {
-        let (h, j) = setup(
-            fake(create(reconciling(), Some("drop")))
-                .reply(
-                    "find",
-                    vec![Ok(json!({"outcome": "orphaned", "key_ids": ["k7"]}))],
-                )
-                .reply("drop", vec![upstream(500)]),
-        );
-        let call = interrupted("fake.create", "r1/mint", &[], None);
-        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        let (h, j, r) = resume_mint(
+            answering(json!({"outcome": "orphaned", "key_ids": ["k7"]})).reply("drop", vec![upstream(500)]),
+            interrupted("fake.create", "r1/mint", &[], None),
+        )
+        .await;
         assert_stopped(
             &h,
             &j,
@@ -771,12 +782,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn orphans_without_a_revoke_action_stop_the_resume() {
-        let (h, j) = setup(fake(create(reconciling(), None)).reply(
-            "find",
-            vec![Ok(json!({"outcome": "orphaned", "key_ids": ["k7"]}))],
-        ));
-        let call = interrupted("fake.create", "r1/mint", &[], None);
-        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        let (h, j, r) = resume_mint(
+            fake(create(reconciling(), None)).reply(
+                "find",
+                vec![Ok(json!({"outcome": "orphaned", "key_ids": ["k7"]}))],
+            ),
+            interrupted("fake.create", "r1/mint", &[], None),
+        )
+        .await;
         assert_stopped(
             &h,
             &j,
@@ -790,11 +803,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_adopted_result_naming_another_secret_stops_the_resume() {
-        let applied =
-            json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": "x/admin@1"}}});
-        let (h, j) = setup(fake(create(reconciling(), Some("drop"))).reply("find", vec![Ok(applied)]));
-        let call = interrupted("fake.create", "r1/mint", &["x/key@1"], Some("k2"));
-        let r = run(&h, MINT, resuming("mint", vec![call])).await;
+        let (h, j, r) = resume_mint(
+            answering(applied("x/admin@1")),
+            interrupted("fake.create", "r1/mint", &["x/key@1"], Some("k2")),
+        )
+        .await;
         assert_stopped(
             &h,
             &j,
