@@ -145,6 +145,15 @@ impl SecretScope {
                 ..provenance
             };
             let step = provenance.step_id.clone();
+            if let Some(step) = &step
+                && crate::journal::fail_point(step, "capture-commit")
+            {
+                return Err(StoreError::Backend(format!(
+                    "injected failure: ROTA_FAIL_AT={step}:capture-commit refused to commit {}",
+                    target.name
+                ))
+                .into());
+            }
             let handle = self.store.put(&target.name, &value, &provenance)?;
             if let Some(step) = step {
                 crate::journal::crash_point(&step, "capture");

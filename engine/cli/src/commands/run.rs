@@ -58,6 +58,7 @@ impl Run {
             seed: self.args.seed,
             resume: None,
             abort: false,
+            in_flight: BTreeMap::new(),
             stand_in: None,
         }
     }
@@ -239,6 +240,15 @@ pub fn execute(
             code: exit::RUN_FAILED,
             message: format!(
                 "error: run {} failed: {}",
+                report.run_id,
+                report.failure.unwrap_or_default()
+            ),
+        }
+        .into()),
+        Outcome::Interrupted => Err(Exit {
+            code: exit::RUN_FAILED,
+            message: format!(
+                "error: run {} stopped: {}",
                 report.run_id,
                 report.failure.unwrap_or_default()
             ),
