@@ -25,7 +25,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use crate::action::{ActionCall, ActionCatalog, ActionError, ActionRunner, ActionSpec, CaptureTarget};
+use crate::action::{
+    ActionCall, ActionCatalog, ActionError, ActionRunner, ActionSpec, CaptureTarget, ResumePolicy,
+};
 use crate::core_actions::{self, split_uses};
 use crate::event::{Event, Outcome, Reporter, StepStatus};
 use crate::inputs::{self, Supplied};
@@ -213,6 +215,10 @@ struct Run<'a> {
     /// Calls the interrupted run left in flight, by idempotency key; each is
     /// taken (once) by the first attempt of its call.
     in_flight: Mutex<BTreeMap<String, InFlightCall>>,
+    /// Changing calls of this run whose intent is journaled and whose outcome
+    /// is not known yet, by idempotency key: a failure that may have been
+    /// applied at the vendor is reconciled before it is retried or given up.
+    unsettled: Mutex<BTreeMap<String, InFlightCall>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -264,6 +270,7 @@ impl Executor {
                     .map(|c| (c.idempotency_key.clone(), c.clone()))
                     .collect(),
             ),
+            unsettled: Mutex::new(BTreeMap::new()),
         };
         Ok(run.execute().await)
     }
@@ -957,13 +964,7 @@ impl Run<'_> {
         input: Value,
         iteration: Option<usize>,
     ) -> BodyResult {
-        let policy = step.retry.clone().unwrap_or(Retry {
-            attempts: 1,
-            delay: crate::duration::DurationSpec(Duration::from_secs(1)),
-            factor: 2.0,
-            max_delay: crate::duration::DurationSpec(Duration::from_secs(30)),
-            jitter: true,
-        });
+        let policy = retry_policy(step);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -975,8 +976,34 @@ impl Run<'_> {
                     action,
                     error,
                 }) => {
+                    // A changing call that failed after it may have reached
+                    // the vendor is settled first: never retried blindly
+                    // (a second key), never left as an orphan.
+                    let key = idempotency_key(&self.run_id, step, iteration);
+                    let unsettled = lock(&self.unsettled).remove(&key);
+                    if let Some(mut call) = unsettled
+                        && may_have_applied(spec, &error)
+                    {
+                        (call.captured, call.key_id) = self.scope.captured_for(&key);
+                        let site = CallSite {
+                            step,
+                            spec,
+                            input: &input,
+                            idempotency_key: &key,
+                            attempt,
+                        };
+                        self.note_settling(step, spec, &error);
+                        match self.recover(&site, call).await {
+                            Ok(Some(adopted)) => {
+                                self.record_inventory(spec, &adopted).map_err(|e| (e, attempt))?;
+                                return Ok((adopted, attempt));
+                            }
+                            Ok(None) => {}
+                            Err(e) => return Err((e, attempt)),
+                        }
+                    }
                     let transient = error.is_transient()
-                        || (spec.read_only
+                        || (retry_settled(spec)
                             && matches!(error, ActionError::Limit(ref m) if m.contains("timed out")));
                     if !transient || attempt >= policy.attempts {
                         return Err((
@@ -1000,6 +1027,18 @@ impl Run<'_> {
                 Err(other) => return Err((other, attempt)),
             }
         }
+    }
+
+    fn note_settling(&self, step: &Step, spec: &ActionSpec, error: &ActionError) {
+        self.emit(Event::Message {
+            id: step.id.clone(),
+            level: "info".to_owned(),
+            message: format!(
+                "{} failed after it may have reached the vendor ({}); reading the vendor's state before going on",
+                spec.qualified_name(),
+                self.scope.redact(&error.to_string())
+            ),
+        });
     }
 
     /// delay * factor^(n-1), capped, jittered into [d/2, d]; never shorter
@@ -1054,10 +1093,7 @@ impl Run<'_> {
         iteration: Option<usize>,
         attempt: u32,
     ) -> Result<Value, StepError> {
-        let idempotency_key = match iteration {
-            Some(i) => format!("{}/{}/{i}", self.run_id, step.id),
-            None => format!("{}/{}", self.run_id, step.id),
-        };
+        let idempotency_key = idempotency_key(&self.run_id, step, iteration);
         let site = CallSite {
             step,
             spec,
@@ -1090,6 +1126,20 @@ impl Run<'_> {
                 .journal
                 .intent(&self.run_id, at, &record)
                 .map_err(|e| StepError::Journal(e.to_string()))?;
+            if spec.plugin != "core" {
+                lock(&self.unsettled).insert(
+                    idempotency_key.clone(),
+                    InFlightCall {
+                        action: spec.qualified_name(),
+                        input: input.clone(),
+                        idempotency_key: idempotency_key.clone(),
+                        snapshot,
+                        captured: Vec::new(),
+                        key_id: None,
+                        pending_revokes: Vec::new(),
+                    },
+                );
+            }
             crash_point(&step.id, "intent");
         }
         if spec.plugin == "core" {
@@ -1114,6 +1164,7 @@ impl Run<'_> {
             .await
         {
             Err(ActionError::CaptureFailed { message, key_id }) => {
+                lock(&self.unsettled).remove(&idempotency_key);
                 return Err(self.capture_failed(&site, message, key_id).await);
             }
             r => r.map_err(|error| StepError::Action {
@@ -1122,6 +1173,7 @@ impl Run<'_> {
                 error,
             })?,
         };
+        lock(&self.unsettled).remove(&idempotency_key);
         if !self.opts.dry_run {
             self.record_inventory(spec, &output)?;
         }
@@ -1549,6 +1601,51 @@ enum StepOutcome {
 }
 
 /// One changing call being made: what the recovery paths need to know.
+/// `run/step`, or `run/step/<item index>` for a `for_each` item: stable
+/// across attempts and resumes of the same call.
+fn idempotency_key(run_id: &str, step: &Step, iteration: Option<usize>) -> String {
+    match iteration {
+        Some(i) => format!("{run_id}/{}/{i}", step.id),
+        None => format!("{run_id}/{}", step.id),
+    }
+}
+
+/// The step's retry policy, or a single attempt.
+fn retry_policy(step: &Step) -> Retry {
+    step.retry.clone().unwrap_or(Retry {
+        attempts: 1,
+        delay: crate::duration::DurationSpec(Duration::from_secs(1)),
+        factor: 2.0,
+        max_delay: crate::duration::DurationSpec(Duration::from_secs(30)),
+        jitter: true,
+    })
+}
+
+/// Whether a failed call of `spec` may still have been applied at the
+/// vendor, so that it must be reconciled before anything else: a changing
+/// action that can be reconciled, and an error that does not say the vendor
+/// (or the sandbox) refused the request before acting on it.
+fn may_have_applied(spec: &ActionSpec, error: &ActionError) -> bool {
+    !spec.read_only
+        && matches!(spec.resume, ResumePolicy::Reconcile { .. })
+        && !matches!(
+            error,
+            ActionError::InvalidInput(_)
+                | ActionError::Unauthorized(_)
+                | ActionError::Forbidden(_)
+                | ActionError::NotFound(_)
+                | ActionError::Conflict(_)
+                | ActionError::RateLimited { .. }
+                | ActionError::Denied(_)
+        )
+}
+
+/// A timeout can be retried when repeating cannot double anything: the
+/// action changes nothing, or a reconciliation settles the first try.
+fn retry_settled(spec: &ActionSpec) -> bool {
+    spec.read_only || matches!(spec.resume, ResumePolicy::Reconcile { .. })
+}
+
 struct CallSite<'a> {
     step: &'a Step,
     spec: &'a ActionSpec,

@@ -130,7 +130,7 @@ impl Run<'_> {
         let Some((_, name)) = split_uses(action) else {
             return Err(format!("{action} is not a plugin action"));
         };
-        let result = self.plugin_call(site, name, envelope, BTreeMap::new()).await;
+        let result = self.settle_call(site, name, envelope).await;
         let (outcome, error) = match result {
             Ok(_) => (RevokeOutcome::Revoked, None),
             Err(ActionError::NotFound(_)) => (RevokeOutcome::AlreadyGone, None),
@@ -150,6 +150,43 @@ impl Run<'_> {
         match error {
             Some(e) => Err(e),
             None => Ok(outcome),
+        }
+    }
+
+    /// A reconcile or revoke call: both are safe to repeat (one reads, the
+    /// other deletes by key ID, a not-found meaning already gone), so a
+    /// transient error is retried by the step's policy (at least 3 tries)
+    /// rather than stopping the run on a passing vendor hiccup.
+    async fn settle_call(
+        &self,
+        site: &CallSite<'_>,
+        action: &str,
+        input: Value,
+    ) -> Result<Value, ActionError> {
+        let policy = super::retry_policy(site.step);
+        let attempts = policy.attempts.max(3);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .plugin_call(site, action, input.clone(), BTreeMap::new())
+                .await
+            {
+                Err(e) if e.is_transient() && attempt < attempts => {
+                    let delay = self.backoff(&policy, attempt, e.retry_after());
+                    self.note(
+                        site,
+                        format!(
+                            "{}.{action} failed ({}); trying again in {:.1}s",
+                            site.spec.plugin,
+                            self.scope.redact(&e.to_string()),
+                            delay.as_secs_f64()
+                        ),
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -243,7 +280,7 @@ impl Run<'_> {
             call.key_id.as_deref(),
         );
         let answer = self
-            .plugin_call(site, &reconcile_action, envelope, BTreeMap::new())
+            .settle_call(site, &reconcile_action, envelope)
             .await
             .map_err(|e| {
                 stop(format!(
@@ -765,7 +802,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_revoke_of_an_orphan_stops_the_resume_naming_the_key() {
         let (h, j, r) = resume_mint(
-            answering(json!({"outcome": "orphaned", "key_ids": ["k7"]})).reply("drop", vec![upstream(500)]),
+            answering(json!({"outcome": "orphaned", "key_ids": ["k7"]}))
+                .reply("drop", vec![upstream(500), upstream(500), upstream(500)]),
             interrupted("fake.create", "r1/mint", &[], None),
         )
         .await;
@@ -859,7 +897,8 @@ mod tests {
         let (h, _) = setup(
             fake(create(reconciling(), Some("drop")))
                 .reply("create", vec![Err(capture_failed())])
-                .reply("drop", vec![upstream(503)]),
+                // A revoke is retried (it is safe to repeat): it fails for good here.
+                .reply("drop", vec![upstream(503), upstream(503), upstream(503)]),
         );
         let r = run(&h, MINT, RunOptions::default()).await;
         assert!(
@@ -912,5 +951,100 @@ mod tests {
             Some("step mint failed: fake.ids: unauthorized: bad token")
         );
         assert!(j.of("intent").is_empty());
+    }
+
+    /// MINT with `retry:` so a transient failure is retried.
+    const MINT_RETRIED: &str = "name: t\ndescription: t\nsecrets:\n  key: {name: x/key}\nsteps:\n  - id: mint\n    uses: fake.create\n    with: {name: rota}\n    captures: {secret: key}\n    retry: {attempts: 3, delay: 1s}\n";
+
+    /// A plugin whose create first fails with a 503 (the vendor may have
+    /// acted on it), then succeeds, and whose reconcile answers `answer`.
+    fn flaky(answer: Value) -> Fake {
+        fake(create(reconciling(), Some("drop")))
+            .reply(
+                "create",
+                vec![
+                    upstream(503),
+                    Ok(json!({"key_id": "k3", "secret": {"$secret": "x/key@2"}})),
+                ],
+            )
+            .reply(
+                "ids",
+                vec![Ok(json!({"ids": ["k1"]})), Ok(json!({"ids": ["k1"]}))],
+            )
+            .reply("find", vec![Ok(answer)])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_call_found_applied_is_never_retried() {
+        // The fake captured nothing, so the applied result cannot be adopted
+        // either: the run stops interrupted (resumable), rather than minting
+        // a second key.
+        let (h, _) = setup(flaky(
+            json!({"outcome": "applied", "output": {"key_id": "k2", "secret": {"$secret": "x/key@1"}}}),
+        ));
+        let r = run(&h, MINT_RETRIED, RunOptions::default()).await;
+        assert_eq!(r.outcome, Outcome::Interrupted, "{:?}", r.failure);
+        assert_eq!(h.fake.called(), vec!["ids", "create", "find"], "no second create");
+        assert!(
+            r.failure.as_deref().unwrap_or_default().contains("x/key@1"),
+            "{:?}",
+            r.failure
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_call_not_applied_at_the_vendor_is_retried() {
+        let (h, j) = setup(flaky(json!({"outcome": "not_applied"})));
+        let r = run(&h, MINT_RETRIED, RunOptions::default()).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
+        assert_eq!(h.fake.called(), vec!["ids", "create", "find", "ids", "create"]);
+        assert_eq!(decisions(&j)[0]["decision"], "not_applied");
+        assert_eq!(j.of("intent").len(), 2, "each attempt announced");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_orphan_of_a_failed_call_is_revoked_before_the_retry() {
+        let (h, j) = setup(flaky(json!({"outcome": "orphaned", "key_ids": ["k9"]})));
+        let r = run(&h, MINT_RETRIED, RunOptions::default()).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
+        assert_eq!(
+            h.fake.called(),
+            vec!["ids", "create", "find", "drop", "ids", "create"]
+        );
+        assert_eq!(
+            h.fake.inputs_of("drop")[0].0,
+            json!({"input": {"name": "rota"}, "key_id": "k9"})
+        );
+        assert_eq!(j.of("revoked").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_call_is_not_reconciled() {
+        let fake = fake(create(reconciling(), Some("drop"))).reply(
+            "create",
+            vec![Err(ActionError::Conflict("a key with this name exists".into()))],
+        );
+        let (h, j) = setup(fake);
+        let r = run(&h, MINT_RETRIED, RunOptions::default()).await;
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(
+            h.fake.called(),
+            vec!["ids", "create"],
+            "a 409 says the vendor did nothing"
+        );
+        assert!(decisions(&j).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_passing_failure_of_the_reconcile_itself_is_retried() {
+        let fake = flaky(json!({"outcome": "not_applied"}));
+        let fake = fake.reply("find", vec![upstream(502), Ok(json!({"outcome": "not_applied"}))]);
+        let (h, _) = setup(fake);
+        let r = run(&h, MINT_RETRIED, RunOptions::default()).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
+        assert_eq!(
+            h.fake.called(),
+            vec!["ids", "create", "find", "find", "ids", "create"]
+        );
     }
 }
