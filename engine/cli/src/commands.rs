@@ -79,6 +79,23 @@ impl Env {
     }
 }
 
+impl Env {
+    /// The digest of every plugin the playbook's steps use, as journaled
+    /// with a run: a resume refuses (unless forced) when one changed.
+    pub fn plugin_digests(
+        &self,
+        loaded: &rota_core::load::Loaded,
+    ) -> std::collections::BTreeMap<String, String> {
+        rota_core::validate::sections(&loaded.playbook)
+            .into_iter()
+            .flat_map(|(_, steps)| steps.iter())
+            .filter_map(|s| s.uses.as_deref()?.split_once('.').map(|(p, _)| p))
+            .filter(|p| *p != "core")
+            .filter_map(|p| Some((p.to_owned(), self.host.plugin(p)?.digest.clone())))
+            .collect()
+    }
+}
+
 /// The operator's config: user config (XDG, `$ROTA_CONFIG` or `--config`)
 /// may grant capabilities; a `rota.yaml` in the working directory may only
 /// add playbook paths and base URLs.

@@ -236,7 +236,7 @@ fn prepare(
         ))
     })?;
     let refused: Vec<String> = record
-        .resume_blockers(&loaded.digest, &Default::default())
+        .resume_blockers(&loaded.digest, &env.plugin_digests(&loaded))
         .iter()
         .filter(|b| !(force && b.forceable()))
         .map(|b| {
