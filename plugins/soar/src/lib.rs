@@ -14,15 +14,14 @@
 
 mod config;
 mod date;
-mod resume;
 mod vendor;
 
+use rota_plugin_sdk::resume::{Outcome, Reconcile};
 use rota_plugin_sdk::secrets::Handle;
 use rota_plugin_sdk::{Context, Error, Value, json};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AppConfig, SecretRef};
-use crate::resume::{Outcome, Reconcile};
 use crate::vendor::{App, KeyAccount, Login, Soar};
 
 rota_plugin_sdk::plugin! {

@@ -108,8 +108,45 @@ fn crash_and_resume(point: &str) {
         })
         .collect();
     assert_eq!(current.len(), 1, "one current version: {versions}");
-    let secret = r.reveal(NEW_SECRET, &[]);
     let id = super::text(&key(&state, "fn_soar_utils")["api_key_id"]);
+    assert_eq!(
+        current[0]["provenance"]["key_id"], id,
+        "the stored secret carries the account's API key ID"
+    );
+    // How the resume settled the call the crash left in flight, if any.
+    let timeline = r.rota(&["runs", "show", "r1"], &[]).stdout;
+    let (step, phase) = point.split_once(':').unwrap_or_default();
+    let settled = match (step, phase) {
+        ("regenerate", "intent" | "answer") => Some(
+            "reconciled soar.regenerate-secret (idempotency key r1/regenerate): not applied at the vendor; redone"
+                .to_owned(),
+        ),
+        ("regenerate", "capture") => Some(format!(
+            "reconciled soar.regenerate-secret (idempotency key r1/regenerate): applied before the interruption; adopted key {id}"
+        )),
+        (s @ ("undeploy" | "update_secrets" | "deploy"), "intent") => {
+            let action = match s {
+                "undeploy" => "undeploy-app",
+                "update_secrets" => "update-app-secret",
+                _ => "deploy-app",
+            };
+            Some(format!(
+                "reconciled soar.{action} (idempotency key r1/{s}/0): repeated it (resume: repeat)"
+            ))
+        }
+        _ => None,
+    };
+    match settled {
+        Some(line) => assert!(timeline.contains(&line), "no {line:?} in:\n{timeline}"),
+        None if phase != "intent" => {
+            assert!(
+                !timeline.contains("reconciled"),
+                "nothing to reconcile:\n{timeline}"
+            );
+        }
+        None => {}
+    }
+    let secret = r.reveal(NEW_SECRET, &[]);
     assert_eq!(
         r.signs_in(&id, &secret),
         200,
