@@ -180,6 +180,21 @@ fn check(resp: Response, what: &str) -> Result<Response, Error> {
     )
 }
 
+/// Sends a request. No answer at all (a dropped connection, a timeout) is
+/// worth another attempt here: every call this plugin makes is safe to
+/// repeat (reads, PUTs of a value, and a regeneration, which only ever runs
+/// while no app uses the account). The SDK reports it as internal, which
+/// rota never retries, so it becomes a 502 from the vendor's side.
+fn send(req: Request) -> Result<Response, Error> {
+    req.send().map_err(|e| match e {
+        Error::Internal(m) => Error::Upstream {
+            status: 502,
+            body_excerpt: format!("no usable answer from SOAR: {m}"),
+        },
+        other => other,
+    })
+}
+
 fn authed(req: Request, login: &Login) -> Request {
     req.header("accept", "application/json")
         .basic(login.id, login.secret)
@@ -219,7 +234,7 @@ impl<'a> Soar<'a> {
     }
 
     fn get(&self, path: &str, what: &str) -> Result<Value, Error> {
-        check(authed(http::get(&self.url(path)?), &self.login).send()?, what)?.json()
+        check(send(authed(http::get(&self.url(path)?), &self.login))?, what)?.json()
     }
 
     pub fn api_keys(&self) -> Result<Vec<KeyAccount>, Error> {
@@ -291,9 +306,8 @@ impl<'a> Soar<'a> {
             app.name, app.inst_id
         );
         let url = self.url(&format!("/apps/{}/installations/{}", app.id, app.inst_id))?;
-        let resp = authed(http::put(&url), &self.login)
-            .json(&json!({"id": app.inst_id, "status": status}))?
-            .send()?;
+        let resp =
+            send(authed(http::put(&url), &self.login).json(&json!({"id": app.inst_id, "status": status}))?)?;
         App::parse(&check(resp, &what)?.json::<Value>()?)
     }
 
@@ -301,12 +315,13 @@ impl<'a> Soar<'a> {
     /// straight into the store as capture `secret`.
     pub fn regenerate(&self, id: u64) -> Result<(KeyAccount, Handle), Error> {
         let what = format!("regenerating the secret of API key account {id}");
-        let resp = authed(
-            http::post(&self.url(&format!("/api_keys/{id}/regenerate_secret"))?),
-            &self.login,
-        )
-        .capture_json("/api_key_secret", "secret")
-        .send()?;
+        let resp = send(
+            authed(
+                http::post(&self.url(&format!("/api_keys/{id}/regenerate_secret"))?),
+                &self.login,
+            )
+            .capture_json("/api_key_secret", "secret"),
+        )?;
         let resp = check(resp, &what)?;
         let secret = resp
             .captured("secret")
@@ -324,10 +339,11 @@ impl<'a> Soar<'a> {
             app.inst_id,
             segment(name)
         ))?;
-        let resp = authed(http::put(&url), &self.login)
-            .json(&json!({"value": secret, "protected": true}))?
-            .json_secret(secret)
-            .send()?;
+        let resp = send(
+            authed(http::put(&url), &self.login)
+                .json(&json!({"value": secret, "protected": true}))?
+                .json_secret(secret),
+        )?;
         let answer: Value = check(resp, &what)?.json()?;
         Ok(answer
             .get("last_modified_date")

@@ -15,14 +15,17 @@ fn settings(fault_seed: u64, rules: Value) -> Value {
     json!({"seed": SEED, "fault_seed": fault_seed, "background_interval_ms": 20, "faults": {"soar": rules}})
 }
 
-/// 20% of every request to the SOAR API fails transiently (15% 503, 5% 429
-/// with Retry-After), for three fault seeds: the run completes, retrying.
+/// 20% of every request to the SOAR API fails transiently (10% 503, 5%
+/// dropped connections, 5% 429 with Retry-After), for three fault seeds:
+/// the run completes, retrying.
 #[test]
 fn transient_faults_on_every_route_are_retried_to_the_same_end_state() {
     let rules = json!([
-        {"path": "/**", "rate": 0.15, "kind": "status", "status": 503},
+        {"path": "/**", "rate": 0.10, "kind": "status", "status": 503},
+        {"path": "/**", "rate": 0.05, "kind": "drop"},
         {"path": "/**", "rate": 0.05, "kind": "rate_limit", "retry_after_secs": 1}
     ]);
+    let mut kinds = std::collections::BTreeSet::new();
     for fault_seed in [7_u64, 1234, 90_210] {
         let mut r = Rig::new(&settings(fault_seed, rules.clone()), true);
         let out = r.regenerate("fn_soar_utils", &["--output", "json"]);
@@ -40,6 +43,13 @@ fn transient_faults_on_every_route_are_retried_to_the_same_end_state() {
         assert!(
             faults["log"].as_array().is_some_and(|l| !l.is_empty()),
             "fault seed {fault_seed}: faults were injected: {faults}"
+        );
+        kinds.extend(
+            faults["log"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["kind"].as_str().map(str::to_owned)),
         );
         // The faults stop, so the checks below see the vendor, not a fault.
         let (code, _) = r.sims.admin(
@@ -62,6 +72,11 @@ fn transient_faults_on_every_route_are_retried_to_the_same_end_state() {
         assert_eq!(r.signs_in(&id, &secret), 200, "fault seed {fault_seed}");
         r.scan(&[("new secret", &secret)]);
     }
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["drop", "rate_limit", "status"],
+        "every kind of fault was met"
+    );
 }
 
 /// The playbook with a permanent fault (403) on one route, every time: the
