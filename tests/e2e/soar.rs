@@ -168,6 +168,17 @@ impl Rig {
         self.run(&playbook_path(), account, &args, &[])
     }
 
+    /// No more faults, so later checks see the vendor rather than a fault.
+    pub fn stop_faults(&self) {
+        let (code, v) = self.sims.admin(
+            "PUT",
+            "soar",
+            "/admin/faults",
+            Some(&json!({"seed": 1, "rules": []})),
+        );
+        assert_eq!(code, 200, "{v}");
+    }
+
     pub fn state(&self) -> Value {
         self.sims.state("soar")
     }

@@ -97,16 +97,7 @@ fn crash_and_resume(point: &str) {
         .args(&["secrets", "versions", NEW_SECRET, "--output", "json"])
         .run();
     let versions: Value = serde_json::from_str(&versions.stdout).unwrap_or(Value::Null);
-    let current: Vec<&Value> = versions
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|v| {
-            v["stages"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|x| x == "current"))
-        })
-        .collect();
+    let current = crate::test::with_stage(&versions, "current");
     assert_eq!(current.len(), 1, "one current version: {versions}");
     let id = super::text(&key(&state, "fn_soar_utils")["api_key_id"]);
     assert_eq!(

@@ -51,14 +51,7 @@ fn transient_faults_on_every_route_are_retried_to_the_same_end_state() {
                 .flatten()
                 .filter_map(|f| f["kind"].as_str().map(str::to_owned)),
         );
-        // The faults stop, so the checks below see the vendor, not a fault.
-        let (code, _) = r.sims.admin(
-            "PUT",
-            "soar",
-            "/admin/faults",
-            Some(&json!({"seed": 1, "rules": []})),
-        );
-        assert_eq!(code, 200);
+        r.stop_faults();
         r.sims.tick("soar");
         let state = r.state();
         assert_regenerated(&r.before, &state, &format!("fault seed {fault_seed}"));
@@ -145,13 +138,7 @@ fn a_failed_secret_update_redeploys_only_the_apps_holding_the_new_secret() {
     );
     assert_eq!(app_secrets(&state, "fn_misp"), app_secrets(&r.before, "fn_misp"));
     assert_eq!(failed_logins(&state), Vec::<Value>::new());
-    let (code, _) = r.sims.admin(
-        "PUT",
-        "soar",
-        "/admin/faults",
-        Some(&json!({"seed": 1, "rules": []})),
-    );
-    assert_eq!(code, 200);
+    r.stop_faults();
     let secret = r.reveal(NEW_SECRET, &[]);
     let id = super::text(&k["api_key_id"]);
     assert_eq!(
