@@ -170,3 +170,35 @@ async fn ephemeral_tokens_live_for_the_run_only() -> TestResult {
     assert_eq!(f.scope.redact("SESSION-JWT"), "<redacted>");
     Ok(())
 }
+
+/// Regression: an error answer to a capturing call was searched for the
+/// secret, so a 503 or a 429 became a non-retryable capture failure.
+#[tokio::test]
+async fn an_error_answer_is_not_captured_from_and_keeps_its_status() -> TestResult {
+    let (addr, _server) = serve().await;
+    let f = fixture(both(vec![origin(addr)]), None);
+    let admin = f.secret("vendor/admin", "admin-token", "echo", &[]);
+    let mut call = f.call(
+        "echo",
+        "create-key",
+        json!({"url": format!("{}/status/503", origin(addr)), "id": "acct", "admin": admin.to_json()}),
+    );
+    call.captures = BTreeMap::from([(
+        "secret".to_owned(),
+        CaptureTarget {
+            name: "vendor/acme/new-key".into(),
+            send_to: Vec::new(),
+            ephemeral: false,
+        },
+    )]);
+    let e = f.host.invoke(call).await.err();
+    assert!(
+        matches!(&e, Some(ActionError::Upstream { status: 503, .. })),
+        "{e:?}"
+    );
+    assert!(
+        f.store.versions("vendor/acme/new-key").is_err(),
+        "nothing was stored under the capture's name"
+    );
+    Ok(())
+}
