@@ -52,8 +52,11 @@
 //! - UI actions that show a value once, as the vendor's screen does:
 //!   Plex `POST /admin/ui/client-applications/{clientId}/secrets` (*Add*),
 //!   SOAR `POST /admin/ui/api_keys/{id}/regenerate` (*Regenerate API Key
-//!   Secret*), Plytix `POST /admin/ui/api-keys` (*Create API Key*) and
-//!   `GET /admin/ui/api-keys/{id}/password` (eye icon), Constellix
+//!   Secret*), Plytix `POST /admin/ui/api-keys` (*Create API Key*, role by
+//!   name or id), `GET /admin/ui/api-keys/{key}/password` (eye icon),
+//!   `PATCH /admin/ui/api-keys/{key}` (pencil, *Save API Key*) and
+//!   `DELETE /admin/ui/api-keys/{key}` (bin icon), a row addressed by id or
+//!   API key; Constellix
 //!   `POST /admin/ui/users/{userId}/apikeys` (*Generate*) and
 //!   `GET /admin/ui/users/{userId}/apikeys/{id}/secret` (view, logged).
 //! - Consumers only: `POST /admin/consumers` `{"id","origin","credential"}`
