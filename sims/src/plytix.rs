@@ -148,6 +148,9 @@ struct TokenRec {
 
 struct PlytixState {
     ids: Gen,
+    /// Token IDs draw from their own stream, so the keys a run creates get
+    /// the same IDs and passwords however many sign-ins came before them.
+    token_ids: Gen,
     account_id: String,
     account_name: String,
     signing_key: Vec<u8>,
@@ -233,6 +236,7 @@ impl PlytixState {
             account_name: "Acme Home Goods".into(),
             signing_key: ids.bytes::<32>().to_vec(),
             ids,
+            token_ids: Gen::new(seed, "plytix-tokens"),
             roles,
             users,
             keys,
@@ -266,7 +270,7 @@ impl PlytixState {
         let claims = json!({
             "account_id": self.account_id, "user": subject, "role": role_name,
             "iat": now.unix_timestamp(), "exp": now.unix_timestamp() + TOKEN_SECS,
-            "jti": self.ids.hex(8),
+            "jti": self.token_ids.hex(8),
             "rate_limit": [{"limit": 20, "window_size": 10}, {"limit": 2000, "window_size": 3600}],
         });
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -290,7 +294,7 @@ impl PlytixState {
                 expires: now + time::Duration::seconds(TOKEN_SECS),
             },
         );
-        json!({"data": [{"access_token": token, "refresh_token": self.ids.hex(32)}]})
+        json!({"data": [{"access_token": token, "refresh_token": self.token_ids.hex(32)}]})
     }
 }
 

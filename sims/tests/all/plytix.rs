@@ -493,3 +493,44 @@ async fn plytix_ui_dialogs_take_role_names_and_rows_by_api_key() -> TestResult {
     sims.shutdown().await;
     Ok(())
 }
+
+/// Guards: a created key's ID and password do not depend on how many
+/// sign-ins came first, so a guided run (no API sign-ins) and an automated
+/// one end in the same state.
+#[tokio::test]
+async fn plytix_new_key_ids_do_not_depend_on_sign_ins() -> TestResult {
+    let mut made = Vec::new();
+    for sign_ins in [0, 3] {
+        let sims = start().await?;
+        let h = get(&sims, System::Plytix);
+        let p = Plytix::of(&sims).await?;
+        for _ in 0..sign_ins {
+            p.operator_token().await?;
+        }
+        let created = admin_post(h, "/admin/ui/api-keys", json!({"name": "feed", "role": "Viewer"})).await?;
+        // Everything but the creation times (fixtures are dated from now).
+        let keys: Vec<Value> = h.state()["state"]["apiKeys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|k| {
+                json!([
+                    k["id"],
+                    k["api_key"],
+                    k["name"],
+                    k["role"],
+                    k["apiPasswordFingerprint"]
+                ])
+            })
+            .collect();
+        made.push((s(&created, "/data/0/id")?, keys));
+        sims.shutdown().await;
+    }
+    assert_eq!(made.first().map(|m| &m.0), made.get(1).map(|m| &m.0));
+    assert_eq!(
+        made.first().map(|m| &m.1),
+        made.get(1).map(|m| &m.1),
+        "same keys, same fingerprints"
+    );
+    Ok(())
+}
