@@ -194,12 +194,27 @@ pub fn vendor_error(resp: &http::Response, what: &str) -> Error {
     }
 }
 
+/// A request that is safe to send again (a read, the
+/// token exchange, a role change to a given role): a lost answer (dropped
+/// connection, timeout) is upstream trouble the executor may retry.
 fn send(req: http::Request, what: &str) -> Result<http::Response, Error> {
-    let resp = req.send()?;
+    let resp = req.send().map_err(|e| unanswered(e, what))?;
     if (200..300).contains(&resp.status()) {
         Ok(resp)
     } else {
         Err(vendor_error(&resp, what))
+    }
+}
+
+/// The SDK reports a request that got no usable answer as internal; for a
+/// request safe to repeat that is a transient upstream failure.
+fn unanswered(e: Error, what: &str) -> Error {
+    match e {
+        Error::Internal(m) => Error::Upstream {
+            status: 502,
+            body_excerpt: format!("{what}: no answer from Plytix ({m})"),
+        },
+        other => other,
     }
 }
 
@@ -257,19 +272,58 @@ impl<'a> Session<'a> {
 
     /// Creates a key; its password is captured as `capture` and only the
     /// handle comes back.
+    ///
+    /// A create whose answer is lost (dropped, cut short, a 5xx) may still
+    /// have happened. Plytix keeps API passwords revealable (the eye icon),
+    /// so a key of that name that was not there before is adopted and its
+    /// password captured from the reveal; otherwise the error stands and
+    /// the executor may retry.
     pub fn create_key(&self, name: &str, role: &Role, capture: &str) -> Result<(Key, Handle), Error> {
+        let what = format!("creating API key {name:?}");
+        let before: Vec<String> = self.keys()?.into_iter().map(|k| k.key_id).collect();
         let req = http::post(&self.url("/accounts/v1/api-keys")?)
             .bearer(&self.token)
             .json(&json!({"name": name, "role_id": role.role_id}))?
             .capture_json("/data/0/api_password", capture);
-        let resp = send(req, &format!("creating API key {name:?}"))?;
-        let password = resp.captured(capture).ok_or_else(|| {
-            Error::Internal(format!(
-                "Plytix created API key {name:?} but showed no API password"
-            ))
-        })?;
-        let key = first(resp.json::<Envelope<RawKey>>()?, "the created API key")?;
-        Ok((key, password))
+        let failure = match req.send() {
+            Ok(resp) if (200..300).contains(&resp.status()) => {
+                let password = resp.captured(capture).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "Plytix created API key {name:?} but showed no API password"
+                    ))
+                })?;
+                let key = first(resp.json::<Envelope<RawKey>>()?, "the created API key")?;
+                return Ok((key, password));
+            }
+            Ok(resp) if resp.status() < 500 => return Err(vendor_error(&resp, &what)),
+            Ok(resp) => vendor_error(&resp, &what),
+            Err(e) => unanswered(e, &what),
+        };
+        let made = self
+            .keys()?
+            .into_iter()
+            .find(|k| k.name == name && !before.contains(&k.key_id));
+        match made {
+            Some(key) => {
+                let password = self.reveal(&key, capture)?;
+                Ok((key, password))
+            }
+            None => Err(failure),
+        }
+    }
+
+    /// The eye icon: a key's API password, captured as `capture`.
+    fn reveal(&self, key: &Key, capture: &str) -> Result<Handle, Error> {
+        let req = http::get(&self.url(&format!("/accounts/v1/api-keys/{}/password", key.key_id))?)
+            .bearer(&self.token)
+            .capture_json("/data/0/api_password", capture);
+        let what = format!("the API password of {:?}", key.name);
+        let resp = req.send()?;
+        if !(200..300).contains(&resp.status()) {
+            return Err(vendor_error(&resp, &what));
+        }
+        resp.captured(capture)
+            .ok_or_else(|| Error::Internal(format!("Plytix showed no password for {what}")))
     }
 
     /// Gives `key` the role `role`; Plytix answers 200 with the key or,
@@ -296,13 +350,15 @@ impl<'a> Session<'a> {
                 "{key_id:?} is not a Plytix key ID (24 hex characters)"
             )));
         }
+        let what = format!("deleting API key {key_id}");
         let resp = http::delete(&self.url(&format!("/accounts/v1/api-keys/{key_id}"))?)
             .bearer(&self.token)
-            .send()?;
+            .send()
+            .map_err(|e| unanswered(e, &what))?;
         match resp.status() {
             404 => Ok(false),
             200..=299 => Ok(true),
-            _ => Err(vendor_error(&resp, &format!("deleting API key {key_id}"))),
+            _ => Err(vendor_error(&resp, &what)),
         }
     }
 
@@ -314,7 +370,7 @@ impl<'a> Session<'a> {
             .json(
                 &json!({"filters": [], "attributes": ["sku"], "pagination": {"page": 1, "page_size": 1}}),
             )?;
-        let resp = req.send()?;
+        let resp = req.send().map_err(|e| unanswered(e, "a product search"))?;
         match resp.status() {
             200..=299 => Ok(true),
             403 => Ok(false),
