@@ -98,7 +98,11 @@ fn a_key_is_created_with_its_role_verified_and_recorded() {
     assert_eq!(erp["failedCalls"], 0, "no downtime: {erp}");
 
     let password = p.reveal(NEW_SECRET).expect("a current password");
-    assert_eq!(p.token_exchange(&api_key, &password), 200, "the stored password works");
+    assert_eq!(
+        p.token_exchange(&api_key, &password),
+        200,
+        "the stored password works"
+    );
     p.assert_no_leaks();
 }
 
@@ -118,7 +122,10 @@ fn a_caller_who_is_not_owner_or_admin_is_refused_before_anything_changes() {
         );
         assert_eq!(status, 201, "{made}");
         let caller = made["data"][0]["api_key"].as_str().unwrap_or_default().to_owned();
-        let password = made["data"][0]["api_password"].as_str().unwrap_or_default().to_owned();
+        let password = made["data"][0]["api_password"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         p.put_secret("ops/plytix/intern", &password);
         p.create_inputs_as(&caller, "ops/plytix/intern", NEW_NAME, "Editor");
         let (account_before, consumers_before, secrets_before) = p.snapshot();
@@ -149,7 +156,11 @@ fn a_caller_who_is_not_owner_or_admin_is_refused_before_anything_changes() {
         assert_eq!(account_after, account_before, "{role}: the account is as it was");
         assert_eq!(consumers_after, consumers_before, "{role}");
         assert_eq!(secrets_after, secrets_before, "{role}: nothing stored");
-        assert_eq!(active_tokens(&p.plytix()), tokens_before + 1, "{role}: one sign-in");
+        assert_eq!(
+            active_tokens(&p.plytix()),
+            tokens_before + 1,
+            "{role}: one sign-in"
+        );
         p.assert_no_leaks();
     }
 }
@@ -212,7 +223,11 @@ fn transient_faults_on_every_route_are_retried_to_completion() {
         ]}});
         let mut p = Tenant::start(&settings.to_string(), true);
         let mut want = roles_of(&p.keys());
-        want.push((NEW_NAME.to_owned(), "Catalog Import".to_owned(), "team".to_owned()));
+        want.push((
+            NEW_NAME.to_owned(),
+            "Catalog Import".to_owned(),
+            "team".to_owned(),
+        ));
         want.sort();
         p.create_inputs(NEW_NAME, "Catalog Import");
         let out = p.run(CREATE, "create.yaml", &["--yes", "--output", "json"]);
@@ -224,7 +239,10 @@ fn transient_faults_on_every_route_are_retried_to_completion() {
             "seed {seed}: faults were injected: {log}"
         );
         assert_eq!(roles_of(&p.keys()), want, "seed {seed}");
-        let api_key = p.key(NEW_NAME).map(|k| k["api_key"].clone()).unwrap_or(Value::Null);
+        let api_key = p
+            .key(NEW_NAME)
+            .map(|k| k["api_key"].clone())
+            .unwrap_or(Value::Null);
         let password = p.reveal(NEW_SECRET).expect("stored");
         assert_eq!(
             p.token_exchange(api_key.as_str().unwrap_or_default(), &password),
@@ -248,7 +266,8 @@ fn a_refused_create_fails_the_run_and_leaves_nothing_behind() {
     assert_eq!(out.status, 1, "{}", out.stdout);
     assert!(out.stdout.contains("FAILED    create"), "{}", out.stdout);
     assert!(
-        out.stderr.contains("Plytix rejected creating API key \"PIM export (acme-erp)\" (400)"),
+        out.stderr
+            .contains("Plytix rejected creating API key \"PIM export (acme-erp)\" (400)"),
         "{}",
         out.stderr
     );
@@ -298,7 +317,10 @@ fn a_key_that_cannot_be_verified_is_deleted_and_its_password_dropped() {
         );
     }
     assert_eq!(undated(&p.keys()), undated(&before), "the unverified key is gone");
-    assert!(p.reveal(NEW_SECRET).is_none(), "no current password for a deleted key");
+    assert!(
+        p.reveal(NEW_SECRET).is_none(),
+        "no current password for a deleted key"
+    );
     let admin = p.reveal(ADMIN_SECRET).expect("the operator's password");
     assert_eq!(p.token_exchange(&p.admin_key.clone(), &admin), 200);
     p.assert_no_leaks();
@@ -389,7 +411,11 @@ fn a_rehearsal_needs_no_argument_and_fills_the_rehearsal_inventory() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let new = keys.iter().find(|k| k["name"] == NEW_NAME).cloned().unwrap_or(Value::Null);
+    let new = keys
+        .iter()
+        .find(|k| k["name"] == NEW_NAME)
+        .cloned()
+        .unwrap_or(Value::Null);
     assert_eq!(new["role"]["name"], "Editor", "{keys:?}");
 
     let due = rota(&["--rehearsal", "inventory", "--due", "30d", "--output", "json"]);
@@ -420,7 +446,11 @@ fn a_rehearsal_needs_no_argument_and_fills_the_rehearsal_inventory() {
     want.sort();
     assert_eq!(listed, want);
     let real = rota(&["inventory", "--output", "json"]);
-    assert_eq!(real.stdout.trim(), "[]", "rehearsal keys stay out of the real inventory");
+    assert_eq!(
+        real.stdout.trim(),
+        "[]",
+        "rehearsal keys stay out of the real inventory"
+    );
 
     let mut scanner = rota_testkit::LeakScanner::new();
     for name in [NEW_SECRET, "rehearsal/plytix/acme-home/admin-password"] {
@@ -451,8 +481,14 @@ fn a_create_whose_answer_is_lost_adopts_the_key_it_made() {
     let out = p.run(CREATE, "create.yaml", &["--yes"]);
     assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(p.keys().len(), before + 1, "exactly one key made");
-    let api_key = p.key(NEW_NAME).map(|k| k["api_key"].clone()).unwrap_or(Value::Null);
+    let api_key = p
+        .key(NEW_NAME)
+        .map(|k| k["api_key"].clone())
+        .unwrap_or(Value::Null);
     let password = p.reveal(NEW_SECRET).expect("stored");
-    assert_eq!(p.token_exchange(api_key.as_str().unwrap_or_default(), &password), 200);
+    assert_eq!(
+        p.token_exchange(api_key.as_str().unwrap_or_default(), &password),
+        200
+    );
     p.assert_no_leaks();
 }
