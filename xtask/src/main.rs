@@ -7,6 +7,7 @@
 //! - `lint`: rustfmt and clippy `-D warnings`, host and plugins
 //! - `plugins`: builds the plugins workspace for wasm32-wasip2
 //! - `bench`: the benchmarks
+//! - `crash-matrix`: every crash point of every playbook, resumed; a table
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -151,6 +152,73 @@ fn bench(extra: &[String]) -> Result<(), String> {
     run(cargo().args(["bench", "--workspace"]).args(extra))
 }
 
+/// Runs the e2e crash tests with `ROTA_CRASH_MATRIX=full` (every step
+/// boundary and every phase of every playbook, where CI runs a subset) and
+/// prints their `crash-matrix:` lines as one table.
+fn crash_matrix(extra: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--locked",
+        "--package",
+        "rota",
+        "--features",
+        "rota/crash-points",
+        "--test",
+        "e2e",
+        "crash",
+    ])
+    .args(extra)
+    .args(["--", "--nocapture", "--test-threads", "1"])
+    .env("ROTA_CRASH_MATRIX", "full")
+    .current_dir(root())
+    .stderr(std::process::Stdio::inherit());
+    eprintln!("xtask: {cmd:?}");
+    let out = cmd.output().map_err(|e| format!("cannot run cargo test: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<(String, String, String)> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("crash-matrix: "))
+        .map(|l| {
+            let field = |k: &str| {
+                l.split_once(&format!("{k}="))
+                    .map(|(_, rest)| {
+                        if k == "result" {
+                            rest.to_owned()
+                        } else {
+                            rest.split_whitespace().next().unwrap_or_default().to_owned()
+                        }
+                    })
+                    .unwrap_or_default()
+            };
+            (field("playbook"), field("point"), field("result"))
+        })
+        .collect();
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(8).max(8);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(5).max(5);
+    println!("{:<w0$}  {:<w1$}  result", "playbook", "point");
+    for (p, point, result) in &rows {
+        println!("{p:<w0$}  {point:<w1$}  {result}");
+    }
+    let failed = rows.iter().filter(|r| r.2 != "ok").count();
+    println!(
+        "{} points, {} ok, {failed} failed",
+        rows.len(),
+        rows.len() - failed
+    );
+    if !out.status.success() {
+        return Err(format!("the crash tests failed ({})", out.status));
+    }
+    if rows.is_empty() {
+        return Err("no crash-matrix lines were printed: no crash tests ran".to_owned());
+    }
+    if failed > 0 {
+        return Err(format!("{failed} crash points failed"));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (cmd, rest) = match args.split_first() {
@@ -164,8 +232,9 @@ fn main() -> ExitCode {
         "ci" => test(rest).and_then(|()| lint()),
         "plugins" => plugins(),
         "bench" => bench(rest),
+        "crash-matrix" => crash_matrix(rest),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|lint|ci|plugins|bench> [args]");
+            eprintln!("usage: cargo xtask <demo|test|lint|ci|plugins|bench|crash-matrix> [args]");
             return if cmd == "help" {
                 ExitCode::SUCCESS
             } else {
