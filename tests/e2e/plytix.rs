@@ -9,8 +9,8 @@
 //! password the test can know (the operator's, the users', every key
 //! password revealed from the store) and scans all its outputs at the end.
 
-mod create;
 mod crash;
+mod create;
 mod guided;
 mod role;
 
@@ -195,8 +195,14 @@ impl Tenant {
     pub fn assert_no_leaks(&self) {
         let mut hits = Vec::new();
         for (i, out) in self.outputs.iter().enumerate() {
-            hits.extend(self.scanner.scan_bytes(&format!("stdout #{i}"), out.stdout.as_bytes()));
-            hits.extend(self.scanner.scan_bytes(&format!("stderr #{i}"), out.stderr.as_bytes()));
+            hits.extend(
+                self.scanner
+                    .scan_bytes(&format!("stdout #{i}"), out.stdout.as_bytes()),
+            );
+            hits.extend(
+                self.scanner
+                    .scan_bytes(&format!("stderr #{i}"), out.stderr.as_bytes()),
+            );
         }
         hits.extend(
             self.scanner
@@ -227,7 +233,12 @@ pub fn roles_of(keys: &[Value]) -> Vec<(String, String, String)> {
     let mut v: Vec<(String, String, String)> = keys
         .iter()
         .map(|k| {
-            let s = |p: &str| k.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let s = |p: &str| {
+                k.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             (s("/name"), s("/role/name"), s("/role/type"))
         })
         .collect();
