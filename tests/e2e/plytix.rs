@@ -180,6 +180,17 @@ impl Tenant {
         Some(value)
     }
 
+    /// Stops injecting faults (before the test checks the vendor itself).
+    pub fn clear_faults(&self, system: &str) {
+        let (status, body) = self.sims.admin(
+            "PUT",
+            system,
+            "/admin/faults",
+            Some(&json!({"seed": 0, "rules": []})),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// The documented token exchange, straight at the simulator.
     pub fn token_exchange(&self, api_key: &str, password: &str) -> u16 {
         let url = format!("{}/auth/api/get-token", self.sims.api("plytix"));

@@ -11,10 +11,9 @@
 //! handle. The vendor's 24-hex key ID stays on the wire (paths, revoke).
 
 mod api;
-mod resume;
 
 use api::{Key, Login, Session, inventory, pick_key, pick_key_named, pick_role};
-use resume::{Outcome, Reconcile, Revoke, Snapshot};
+use rota_plugin_sdk::resume::{Outcome, Reconcile, Revoke, Snapshot};
 use rota_plugin_sdk::secrets::Handle;
 use rota_plugin_sdk::{Context, Error, Value, json};
 use serde::{Deserialize, Serialize};
@@ -179,13 +178,15 @@ fn snapshot_keys(ctx: &Context, s: Snapshot<LoginOnly>) -> Result<KeyIds, Error>
 }
 
 /// The key whose password was captured is adopted while Plytix still has
-/// it. Without a capture, keys of the requested name that the snapshot did
-/// not list were made by the interrupted call and their password never
-/// reached the store: orphans, for rota to revoke before it creates again.
-/// Without a snapshot the call was never made.
-fn reconcile_create_key(ctx: &Context, r: Reconcile<CreateIn, KeyIds>) -> Result<Outcome, Error> {
+/// it. A password captured without a key ID came from the reveal of a key
+/// the call found it had made (see `Session::create_key`): the one key of
+/// that name the snapshot did not list. Without a capture, such keys were
+/// made by the interrupted call and their password never reached the
+/// store: orphans, for rota to revoke before it creates again.
+fn reconcile_create_key(ctx: &Context, r: Reconcile<CreateIn, KeyIds>) -> Result<Outcome<Value>, Error> {
     let keys = Session::open(ctx, &r.input.login)?.keys()?;
-    if let (Some(password), Some(id)) = (r.captured.get(PASSWORD), &r.key_id) {
+    let password = r.captured.get(PASSWORD);
+    if let (Some(password), Some(id)) = (password, &r.key_id) {
         return Ok(match keys.iter().find(|k| &k.key_id == id) {
             Some(k) => Outcome::Applied {
                 output: created(k, password)?,
@@ -193,18 +194,23 @@ fn reconcile_create_key(ctx: &Context, r: Reconcile<CreateIn, KeyIds>) -> Result
             None => Outcome::NotApplied,
         });
     }
-    let Some(snapshot) = r.snapshot else {
-        return Ok(Outcome::NotApplied);
-    };
-    let orphans: Vec<String> = keys
+    let snapshot = r.snapshot.ok_or_else(|| {
+        Error::InvalidInput(
+            "no snapshot of the keys before the create: cannot tell which key it made".to_owned(),
+        )
+    })?;
+    let made: Vec<Key> = keys
         .into_iter()
         .filter(|k| k.name == r.input.name && !snapshot.key_ids.contains(&k.key_id))
-        .map(|k| k.key_id)
         .collect();
-    Ok(if orphans.is_empty() {
-        Outcome::NotApplied
-    } else {
-        Outcome::Orphaned { key_ids: orphans }
+    Ok(match (password, made.as_slice()) {
+        (_, []) => Outcome::NotApplied,
+        (Some(password), [key]) => Outcome::Applied {
+            output: created(key, password)?,
+        },
+        _ => Outcome::Orphaned {
+            key_ids: made.into_iter().map(|k| k.key_id).collect(),
+        },
     })
 }
 
@@ -265,15 +271,9 @@ fn deleted(api_key: &str, key: Option<&Key>) -> Value {
     }
 }
 
-/// A retry that finds the key gone takes it as its own earlier attempt's
-/// doing (that answer was lost); a first attempt that finds no key says so.
 fn delete_key(ctx: &Context, input: DeleteIn) -> Result<Value, Error> {
     let s = Session::open(ctx, &input.login)?;
-    let key = match pick_key(s.keys()?, &input.api_key) {
-        Ok(k) => k,
-        Err(Error::NotFound(_)) if ctx.attempt > 1 => return Ok(deleted(&input.api_key, None)),
-        Err(e) => return Err(e),
-    };
+    let key = pick_key(s.keys()?, &input.api_key)?;
     if !s.delete(&key.key_id)? {
         return Err(Error::NotFound(format!(
             "API key {:?} ({}) was deleted by someone else meanwhile",
@@ -284,7 +284,7 @@ fn delete_key(ctx: &Context, input: DeleteIn) -> Result<Value, Error> {
 }
 
 /// A delete took effect if the key is gone.
-fn reconcile_delete_key(ctx: &Context, r: Reconcile<DeleteIn, Value>) -> Result<Outcome, Error> {
+fn reconcile_delete_key(ctx: &Context, r: Reconcile<DeleteIn, Value>) -> Result<Outcome<Value>, Error> {
     let keys = Session::open(ctx, &r.input.login)?.keys()?;
     Ok(if keys.iter().any(|k| k.api_key == r.input.api_key) {
         Outcome::NotApplied

@@ -239,6 +239,7 @@ fn transient_faults_on_every_route_are_retried_to_completion() {
             "seed {seed}: faults were injected: {log}"
         );
         assert_eq!(roles_of(&p.keys()), want, "seed {seed}");
+        p.clear_faults("plytix");
         let api_key = p
             .key(NEW_NAME)
             .map(|k| k["api_key"].clone())
@@ -326,13 +327,13 @@ fn a_key_that_cannot_be_verified_is_deleted_and_its_password_dropped() {
     p.assert_no_leaks();
 }
 
-/// Plytix's own per-key windows (scaled: 3 requests per 2 s, as many as
-/// the create makes, so a fresh window always fits one): the 429s
+/// Plytix's own per-key windows (scaled: 5 requests per 2 s, as many as
+/// the create and its snapshot make, so a fresh window fits them): the 429s
 /// carry Retry-After, and each retry waits exactly that long.
 #[test]
 fn rate_limits_are_waited_out_as_plytix_tells() {
     let mut p = Tenant::start(
-        r#"{"time_scale": 0.2, "plytix_requests_per_10s": 3, "plytix_requests_per_hour": 1000}"#,
+        r#"{"time_scale": 0.2, "plytix_requests_per_10s": 5, "plytix_requests_per_hour": 1000}"#,
         true,
     );
     p.create_inputs(NEW_NAME, "Viewer");
