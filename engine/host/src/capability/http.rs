@@ -324,7 +324,12 @@ async fn capture_in_span(
     body: &mut Vec<u8>,
 ) -> Result<Vec<http::Captured>, http::HttpError> {
     let fail = |m: String| http::HttpError::CaptureFailed(format!("{}.{}: {m}", ctx.plugin, ctx.action));
-    rota_core::journal::crash_point(&ctx.call.step_id, "answer");
+    // `answer` is the moment a secret bound for the store is in the host's
+    // hands; a run-only token (a sign-in on the way to the real call) is not
+    // that moment, and would stop the step before its call was even made.
+    if specs.iter().any(|s| matches!(s.into, http::CaptureInto::Step(_))) {
+        rota_core::journal::crash_point(&ctx.call.step_id, "answer");
+    }
     let mut json: Option<Value> = serde_json::from_slice(body).ok();
     let key_id = ctx.key_id.as_deref().and_then(|ptr| {
         let found = read_key_id(json.as_ref(), ptr);
