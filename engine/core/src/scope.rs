@@ -45,8 +45,11 @@ pub struct SecretScope {
     seen: Mutex<Vec<Secret>>,
     /// Durable captures of this run by the call that made them (idempotency
     /// key): handle and vendor key ID, oldest first.
-    captured: Mutex<BTreeMap<String, Vec<(SecretRef, Option<String>)>>>,
+    captured: Mutex<BTreeMap<String, Vec<Captured>>>,
 }
+
+/// A durable capture: its handle and the vendor key ID recorded with it.
+type Captured = (SecretRef, Option<String>);
 
 impl std::fmt::Debug for SecretScope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
