@@ -165,14 +165,42 @@ impl Tenant {
         assert_eq!(out.status, 0, "secrets put {name}: {}", out.stderr);
     }
 
-    /// Everything a run must leave as it was: the Plytix account (but its
-    /// count of issued tokens), the consumer registry, the store's listing.
-    pub fn snapshot(&mut self) -> (Value, Value, String) {
+    /// Everything a refused run or a plan must leave as it was: the Plytix
+    /// account (but its count of issued tokens), the consumer registry, the
+    /// store's listing.
+    pub fn snapshot(&mut self) -> Unchanged {
         let secrets = Test::new_in(&self.t)
             .args(&["secrets", "list", "--output", "json"])
             .run()
             .stdout;
-        (account(&self.plytix()), self.sims.state("consumers"), secrets)
+        Unchanged {
+            account: account(&self.plytix()),
+            consumers: self.sims.state("consumers"),
+            secrets,
+        }
+    }
+
+    /// The account, the registry and the store are as `before` saw them.
+    pub fn assert_unchanged(&mut self, before: &Unchanged, what: &str) {
+        let now = self.snapshot();
+        assert_eq!(now.account, before.account, "{what}: the Plytix account changed");
+        assert_eq!(now.consumers, before.consumers, "{what}: the registry changed");
+        assert_eq!(now.secrets, before.secrets, "{what}: the store changed");
+    }
+
+    /// Runs `playbook` and checks it is refused with `message` (exit 1)
+    /// having changed nothing at the vendor, in the registry or the store.
+    pub fn assert_refused(&mut self, playbook: &str, inputs: &str, message: &str) -> Output {
+        let before = self.snapshot();
+        let out = self.run(playbook, inputs, &["--yes"]);
+        assert_eq!(out.status, 1, "{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains(message),
+            "missing {message:?} in\n{}",
+            out.stderr
+        );
+        self.assert_unchanged(&before, message);
+        out
     }
 
     /// A stored secret's current value, read AFTER the scanned commands and
@@ -233,6 +261,81 @@ impl Tenant {
     }
 }
 
+/// What [`Tenant::snapshot`] saw.
+pub struct Unchanged {
+    account: Value,
+    consumers: Value,
+    secrets: String,
+}
+
+/// `rota run <playbook> --rehearse` by name, as from the repository root,
+/// with its own state.
+pub struct Rehearsal {
+    t: Test,
+    playbooks: String,
+}
+
+impl Rehearsal {
+    pub fn new() -> Self {
+        Self {
+            t: Test::new(),
+            playbooks: repo().join("playbooks").to_string_lossy().into_owned(),
+        }
+    }
+
+    pub fn rota(&self, args: &[&str]) -> Output {
+        Test::new_in(&self.t)
+            .env("ROTA_PLAYBOOK_PATH", &self.playbooks)
+            .args(args)
+            .run()
+    }
+
+    /// `--rehearse --yes --output json`: the run and the simulated Plytix's
+    /// keys at its end.
+    pub fn run(&self, playbook: &str) -> (Output, Vec<Value>) {
+        let out = self.rota(&["run", playbook, "--rehearse", "--yes", "--output", "json"]);
+        assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
+        let last: Value =
+            serde_json::from_str(out.stdout.lines().last().unwrap_or_default()).expect("a rehearsal event");
+        let keys = last["vendors"]["plytix"]["state"]["apiKeys"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (out, keys)
+    }
+
+    /// The rehearsal inventory (`--due 30d` with `due`).
+    pub fn inventory(&self, due: bool) -> Vec<Value> {
+        let mut args = vec!["--rehearsal", "inventory", "--output", "json"];
+        if due {
+            args.extend(["--due", "30d"]);
+        }
+        let out = self.rota(&args);
+        serde_json::from_str::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// None of the rehearsal store's `secrets` in `out` or its state.
+    pub fn assert_no_leaks(&self, out: &Output, secrets: &[&str]) {
+        let mut scanner = LeakScanner::new();
+        for name in secrets {
+            let v = self.rota(&["--rehearsal", "secrets", "get", name, "--reveal"]);
+            assert_eq!(v.status, 0, "{name}: {}", v.stderr);
+            scanner.add(name, v.stdout.trim());
+        }
+        let mut hits = scanner.scan_bytes("stdout", out.stdout.as_bytes());
+        hits.extend(scanner.scan_bytes("stderr", out.stderr.as_bytes()));
+        hits.extend(
+            scanner
+                .scan_rota_state(&self.t.state_dir().join("rehearsal"))
+                .expect("scan the rehearsal state"),
+        );
+        assert_no_leaks(&hits);
+    }
+}
+
 /// The account as it matters: everything but how many access tokens were
 /// issued (every sign-in issues one; tests count them apart).
 pub fn account(state: &Value) -> Value {
@@ -245,6 +348,14 @@ pub fn account(state: &Value) -> Value {
 
 pub fn active_tokens(state: &Value) -> u64 {
     state["activeTokens"].as_u64().unwrap_or_default()
+}
+
+/// The key named `name` among `keys` (Null if none).
+pub fn named(keys: &[Value], name: &str) -> Value {
+    keys.iter()
+        .find(|k| k["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 /// Keys as (name, role, role type), sorted: what two runs that each created

@@ -103,16 +103,7 @@ fn check_create(point: &str, reference: &[Value]) -> Result<(), String> {
     let api_key = new["api_key"].as_str().unwrap_or_default().to_owned();
     let versions = p.rota(&["secrets", "versions", NEW_SECRET, "--output", "json"]);
     let versions: Value = serde_json::from_str(&versions.stdout).unwrap_or(Value::Null);
-    let current = versions
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|v| {
-            v["stages"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|x| x == "current"))
-        })
-        .count();
+    let current = crate::test::with_stage(&versions, "current").len();
     ensure(current == 1, || format!("one current password, got {versions}"))?;
     let password = p.reveal(NEW_SECRET).ok_or("the password was lost")?;
     ensure(p.token_exchange(&api_key, &password) == 200, || {

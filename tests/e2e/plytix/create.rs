@@ -6,7 +6,6 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::test::{Test, repo};
 
 fn hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -128,7 +127,7 @@ fn a_caller_who_is_not_owner_or_admin_is_refused_before_anything_changes() {
             .to_owned();
         p.put_secret("ops/plytix/intern", &password);
         p.create_inputs_as(&caller, "ops/plytix/intern", NEW_NAME, "Editor");
-        let (account_before, consumers_before, secrets_before) = p.snapshot();
+        let before = p.snapshot();
         let tokens_before = active_tokens(&p.plytix());
 
         let out = p.run(CREATE, "create.yaml", &["--yes", "--run-id", "r1"]);
@@ -152,10 +151,7 @@ fn a_caller_who_is_not_owner_or_admin_is_refused_before_anything_changes() {
             .to_vec(),
             "{role}: nothing ran past the check, there was nothing to compensate"
         );
-        let (account_after, consumers_after, secrets_after) = p.snapshot();
-        assert_eq!(account_after, account_before, "{role}: the account is as it was");
-        assert_eq!(consumers_after, consumers_before, "{role}");
-        assert_eq!(secrets_after, secrets_before, "{role}: nothing stored");
+        p.assert_unchanged(&before, role);
         assert_eq!(
             active_tokens(&p.plytix()),
             tokens_before + 1,
@@ -171,19 +167,11 @@ fn a_caller_who_is_not_owner_or_admin_is_refused_before_anything_changes() {
 fn a_name_already_taken_is_refused_before_anything_changes() {
     let mut p = Tenant::start("{}", true);
     p.create_inputs("ERP integration", "Editor");
-    let (account_before, _, secrets_before) = p.snapshot();
-    let out = p.run(CREATE, "create.yaml", &["--yes"]);
-    assert_eq!(out.status, 1, "{}", out.stdout);
-    assert!(
-        out.stderr.contains(
-            "a key named \"ERP integration\" already exists; pick another name (the name says who holds the key). Nothing was changed."
-        ),
-        "{}",
-        out.stderr
+    p.assert_refused(
+        CREATE,
+        "create.yaml",
+        "a key named \"ERP integration\" already exists; pick another name (the name says who holds the key). Nothing was changed.",
     );
-    let (account_after, _, secrets_after) = p.snapshot();
-    assert_eq!(account_after, account_before);
-    assert_eq!(secrets_after, secrets_before);
     p.assert_no_leaks();
 }
 
@@ -193,17 +181,11 @@ fn a_name_already_taken_is_refused_before_anything_changes() {
 fn an_unknown_role_is_refused_with_the_system_and_team_roles_there_are() {
     let mut p = Tenant::start("{}", true);
     p.create_inputs(NEW_NAME, "Janitor");
-    let (account_before, _, _) = p.snapshot();
-    let out = p.run(CREATE, "create.yaml", &["--yes"]);
-    assert_eq!(out.status, 1, "{}", out.stdout);
-    assert!(
-        out.stderr.contains(
-            "Plytix has no role named \"Janitor\"; System roles: Owner, Admin, Editor, Viewer; Team roles: Catalog Import, Assets Only"
-        ),
-        "{}",
-        out.stderr
+    p.assert_refused(
+        CREATE,
+        "create.yaml",
+        "Plytix has no role named \"Janitor\"; System roles: Owner, Admin, Editor, Viewer; Team roles: Catalog Import, Assets Only",
     );
-    assert_eq!(p.snapshot().0, account_before);
     p.assert_no_leaks();
 }
 
@@ -262,7 +244,7 @@ fn a_refused_create_fails_the_run_and_leaves_nothing_behind() {
     let settings = r#"{"faults": {"plytix": [{"method": "POST", "path": "/accounts/v1/api-keys", "rate": 1.0, "kind": "status", "status": 400}]}}"#;
     let mut p = Tenant::start(settings, true);
     p.create_inputs(NEW_NAME, "Editor");
-    let (account_before, _, secrets_before) = p.snapshot();
+    let before = p.snapshot();
     let out = p.run(CREATE, "create.yaml", &["--yes", "--run-id", "f1"]);
     assert_eq!(out.status, 1, "{}", out.stdout);
     assert!(out.stdout.contains("FAILED    create"), "{}", out.stdout);
@@ -273,9 +255,7 @@ fn a_refused_create_fails_the_run_and_leaves_nothing_behind() {
         out.stderr
     );
     assert!(out.stdout.contains("skipped   remove_new_key"), "{}", out.stdout);
-    let (account_after, _, secrets_after) = p.snapshot();
-    assert_eq!(account_after, account_before);
-    assert_eq!(secrets_after, secrets_before);
+    p.assert_unchanged(&before, "");
     p.assert_no_leaks();
 }
 
@@ -363,7 +343,7 @@ fn rate_limits_are_waited_out_as_plytix_tells() {
 fn a_plan_names_the_key_it_would_create_and_changes_nothing() {
     let mut p = Tenant::start("{}", true);
     p.create_inputs(NEW_NAME, "Catalog Import");
-    let (account_before, consumers_before, secrets_before) = p.snapshot();
+    let before = p.snapshot();
     let tokens_before = active_tokens(&p.plytix());
     let path = p.path(CREATE);
     let out = p.rota(&["plan", &path, "--inputs", "create.yaml"]);
@@ -381,10 +361,7 @@ fn a_plan_names_the_key_it_would_create_and_changes_nothing() {
     ] {
         assert!(out.stdout.contains(line), "missing {line:?} in\n{}", out.stdout);
     }
-    let (account_after, consumers_after, secrets_after) = p.snapshot();
-    assert_eq!(account_after, account_before);
-    assert_eq!(consumers_after, consumers_before);
-    assert_eq!(secrets_after, secrets_before);
+    p.assert_unchanged(&before, "");
     assert_eq!(active_tokens(&p.plytix()), tokens_before + 3);
     let inventory = p.rota(&["inventory", "--output", "json"]);
     assert_eq!(inventory.stdout.trim(), "[]", "a plan records nothing");
@@ -396,77 +373,33 @@ fn a_plan_names_the_key_it_would_create_and_changes_nothing() {
 /// one it made (none is due: Plytix keys never expire).
 #[test]
 fn a_rehearsal_needs_no_argument_and_fills_the_rehearsal_inventory() {
-    let t = Test::new();
-    let playbooks = repo().join("playbooks");
-    let playbooks = playbooks.to_string_lossy();
-    let rota = |args: &[&str]| {
-        Test::new_in(&t)
-            .env("ROTA_PLAYBOOK_PATH", &playbooks)
-            .args(args)
-            .run()
-    };
-    let out = rota(&["run", "plytix-api-key", "--rehearse", "--yes", "--output", "json"]);
-    assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
-    let last: Value = serde_json::from_str(out.stdout.lines().last().unwrap_or_default()).expect("JSON");
-    let keys = last["vendors"]["plytix"]["state"]["apiKeys"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let new = keys
-        .iter()
-        .find(|k| k["name"] == NEW_NAME)
-        .cloned()
-        .unwrap_or(Value::Null);
+    let r = Rehearsal::new();
+    let (out, keys) = r.run("plytix-api-key");
+    let new = named(&keys, NEW_NAME);
     assert_eq!(new["role"]["name"], "Editor", "{keys:?}");
-
-    let due = rota(&["--rehearsal", "inventory", "--due", "30d", "--output", "json"]);
-    assert_eq!(due.stdout.trim(), "[]", "{}", due.stdout);
-    let all = rota(&["--rehearsal", "inventory", "--output", "json"]);
-    let all: Value = serde_json::from_str(&all.stdout).expect("JSON");
-    let mut listed: Vec<(String, String)> = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            (
-                c["account"].as_str().unwrap_or_default().to_owned(),
-                c["key_id"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    listed.sort();
-    let mut want: Vec<(String, String)> = keys
+    assert!(r.inventory(true).is_empty(), "nothing is due");
+    let pair = |v: &Value, account: &str, key: &str| {
+        (
+            v[account].as_str().unwrap_or_default().to_owned(),
+            v[key].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let mut listed: Vec<(String, String)> = r
+        .inventory(false)
         .iter()
-        .map(|k| {
-            (
-                k["name"].as_str().unwrap_or_default().to_owned(),
-                k["api_key"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
+        .map(|c| pair(c, "account", "key_id"))
         .collect();
+    let mut want: Vec<(String, String)> = keys.iter().map(|k| pair(k, "name", "api_key")).collect();
+    listed.sort();
     want.sort();
-    assert_eq!(listed, want);
-    let real = rota(&["inventory", "--output", "json"]);
+    assert_eq!(listed, want, "every key seen, by its API key");
+    let real = r.rota(&["inventory", "--output", "json"]);
     assert_eq!(
         real.stdout.trim(),
         "[]",
         "rehearsal keys stay out of the real inventory"
     );
-
-    let mut scanner = rota_testkit::LeakScanner::new();
-    for name in [NEW_SECRET, "rehearsal/plytix/acme-home/admin-password"] {
-        let v = rota(&["--rehearsal", "secrets", "get", name, "--reveal"]);
-        assert_eq!(v.status, 0, "{name}: {}", v.stderr);
-        scanner.add(name, v.stdout.trim());
-    }
-    let mut hits = scanner.scan_bytes("stdout", out.stdout.as_bytes());
-    hits.extend(scanner.scan_bytes("stderr", out.stderr.as_bytes()));
-    hits.extend(
-        scanner
-            .scan_rota_state(&t.state_dir().join("rehearsal"))
-            .expect("scan"),
-    );
-    rota_testkit::assert_no_leaks(&hits);
+    r.assert_no_leaks(&out, &[NEW_SECRET, "rehearsal/plytix/acme-home/admin-password"]);
 }
 
 /// A create that Plytix carried out but whose answer was cut short: the

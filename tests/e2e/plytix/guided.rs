@@ -16,6 +16,14 @@ fn text(v: &Value, pointer: &str) -> String {
         .to_owned()
 }
 
+/// Waits for each prompt and types its answer, as the operator would.
+fn answer(pty: &mut Pty, steps: &[(&str, &str)]) {
+    for (prompt, typed) in steps {
+        pty.expect(prompt);
+        pty.type_line(typed);
+    }
+}
+
 /// The keys an automated run of `playbook` leaves on a fresh tenant.
 fn automated(playbook: &str, inputs: impl Fn(&Tenant)) -> Vec<Value> {
     let mut p = Tenant::start("{}", true);
@@ -40,17 +48,19 @@ fn guided_create_types_what_the_api_tab_shows_and_ends_as_the_automated_run() {
     let path = p.path(CREATE);
     let mut pty = Pty::spawn(&p.t, &["run", &path, "--inputs", "create.yaml", "--run-id", "g1"]);
     pty.expect("Only Owners and Admins can create and manage API keys");
-    pty.expect("Is your role Owner or Admin?:");
-    pty.type_line("yes");
-    pty.expect("Your role:");
-    pty.type_line("Admin");
+    answer(
+        &mut pty,
+        &[("Is your role Owner or Admin?:", "yes"), ("Your role:", "Admin")],
+    );
     pty.expect(&format!("look for a key named \"{NEW_NAME}\"."));
-    pty.expect("Is there already a key with that name?:");
-    pty.type_line("no");
-    pty.expect("The role as the dropdown names it:");
-    pty.type_line("Editor");
-    pty.expect("Is it a system or a team role?:");
-    pty.type_line("system");
+    answer(
+        &mut pty,
+        &[
+            ("Is there already a key with that name?:", "no"),
+            ("The role as the dropdown names it:", "Editor"),
+            ("Is it a system or a team role?:", "system"),
+        ],
+    );
     pty.expect(&format!(
         "Create Plytix API key \"{NEW_NAME}\" with role Editor (system role)?"
     ));
@@ -110,22 +120,26 @@ fn guided_role_change_asks_who_uses_the_key_and_ends_as_the_automated_run() {
         .unwrap_or_default();
     let path = p.path(ROLE);
     let mut pty = Pty::spawn(&p.t, &["run", &path, "--inputs", "role.yaml", "--run-id", "g2"]);
-    pty.expect("Is your role Owner or Admin?:");
-    pty.type_line("yes");
-    pty.expect("Your role:");
-    pty.type_line("Admin");
     // The API tab shows the key's row: its API Key and its role.
-    pty.expect("Its API Key (clipboard icon):");
-    pty.type_line(&api_key);
-    pty.expect("Its current role:");
-    pty.type_line("Editor");
-    pty.expect("The role as the Roles tab names it:");
-    pty.type_line("Viewer");
-    pty.expect("Is it a system or a team role?:");
-    pty.type_line("system");
+    answer(
+        &mut pty,
+        &[
+            ("Is your role Owner or Admin?:", "yes"),
+            ("Your role:", "Admin"),
+            ("Its API Key (clipboard icon):", &api_key),
+            ("Its current role:", "Editor"),
+            ("The role as the Roles tab names it:", "Viewer"),
+            ("Is it a system or a team role?:", "system"),
+        ],
+    );
     pty.expect("Changing an existing API Key Role can result in the malfunctioning");
-    pty.expect("The integrations that use it (comma-separated, or none):");
-    pty.type_line("plytix-erp-sync");
+    answer(
+        &mut pty,
+        &[(
+            "The integrations that use it (comma-separated, or none):",
+            "plytix-erp-sync",
+        )],
+    );
     pty.expect(&format!(
         "Change the role of Plytix API key \"ERP integration\" ({api_key}) from Editor to Viewer (system role)? Integrations holding this key, which may break: plytix-erp-sync. [y/N]"
     ));

@@ -6,7 +6,6 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::test::{Test, repo};
 
 const ERP: &str = "ERP integration";
 const ERP_CONSUMER: &str = "plytix-erp-sync";
@@ -115,7 +114,7 @@ fn a_caller_who_is_not_owner_or_admin_cannot_change_a_role() {
             "account: acme-home\nadmin_key: {caller}\nadmin_password: ops/plytix/intern\nkey_name: {ERP}\nrole: Viewer\n"
         ),
     );
-    let (account_before, consumers_before, secrets_before) = p.snapshot();
+    let before = p.snapshot();
     let tokens = active_tokens(&p.plytix());
     let out = p.run(ROLE, "role.yaml", &["--yes"]);
     assert_eq!(out.status, 1, "{}", out.stdout);
@@ -126,10 +125,7 @@ fn a_caller_who_is_not_owner_or_admin_cannot_change_a_role() {
         out.stderr
     );
     assert!(!out.stdout.contains("ok        key"), "{}", out.stdout);
-    let (account_after, consumers_after, secrets_after) = p.snapshot();
-    assert_eq!(account_after, account_before);
-    assert_eq!(consumers_after, consumers_before);
-    assert_eq!(secrets_after, secrets_before);
+    p.assert_unchanged(&before, "");
     assert_eq!(active_tokens(&p.plytix()), tokens + 1);
     p.assert_no_leaks();
 }
@@ -201,20 +197,10 @@ fn on_breakage_keep_leaves_the_new_role_and_says_so() {
 fn the_role_the_key_already_has_changes_nothing() {
     let mut p = Tenant::start("{}", true);
     p.role_inputs(ERP, "Editor");
-    let (account_before, consumers_before, _) = p.snapshot();
-    let out = p.run(ROLE, "role.yaml", &["--yes"]);
-    assert_eq!(out.status, 1, "{}", out.stdout);
-    assert!(
-        out.stderr
-            .contains("API key \"ERP integration\" already has role Editor; nothing was changed."),
-        "{}",
-        out.stderr
-    );
-    let (account_after, consumers_after, _) = p.snapshot();
-    assert_eq!(account_after, account_before);
-    assert_eq!(
-        consumers_after, consumers_before,
-        "no integration was even listed"
+    p.assert_refused(
+        ROLE,
+        "role.yaml",
+        "API key \"ERP integration\" already has role Editor; nothing was changed.",
     );
     p.assert_no_leaks();
 }
@@ -248,15 +234,13 @@ fn a_refused_role_change_fails_the_run_and_changes_nothing() {
     let settings = r#"{"faults": {"plytix": [{"method": "PATCH", "path": "/accounts/v1/api-keys/*", "rate": 1.0, "kind": "status", "status": 400}]}}"#;
     let mut p = Tenant::start(settings, true);
     p.role_inputs(ERP, "Viewer");
-    let (account_before, _, secrets_before) = p.snapshot();
+    let before = p.snapshot();
     let out = p.run(ROLE, "role.yaml", &["--yes"]);
     assert_eq!(out.status, 1, "{}", out.stdout);
     assert!(out.stdout.contains("FAILED    change"), "{}", out.stdout);
     assert!(out.stdout.contains("skipped   restore_role"), "{}", out.stdout);
     assert!(out.stdout.contains("skipped   say_what_broke"), "{}", out.stdout);
-    let (account_after, _, secrets_after) = p.snapshot();
-    assert_eq!(account_after, account_before);
-    assert_eq!(secrets_after, secrets_before);
+    p.assert_unchanged(&before, "");
     p.assert_no_leaks();
 }
 
@@ -282,7 +266,7 @@ fn a_plan_names_the_key_its_roles_and_its_integrations_and_changes_nothing() {
             .and_then(|k| k["api_key"].as_str().map(str::to_owned))
             .unwrap_or_default();
         p.role_inputs(key, role);
-        let (account_before, consumers_before, secrets_before) = p.snapshot();
+        let before = p.snapshot();
         let out = p.rota(&["plan", &path, "--inputs", "role.yaml"]);
         assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
         for line in [
@@ -301,10 +285,7 @@ fn a_plan_names_the_key_its_roles_and_its_integrations_and_changes_nothing() {
         ] {
             assert!(out.stdout.contains(&line), "missing {line:?} in\n{}", out.stdout);
         }
-        let (account_after, consumers_after, secrets_after) = p.snapshot();
-        assert_eq!(account_after, account_before, "{key}");
-        assert_eq!(consumers_after, consumers_before, "{key}");
-        assert_eq!(secrets_after, secrets_before, "{key}");
+        p.assert_unchanged(&before, key);
     }
     p.assert_no_leaks();
 }
@@ -313,62 +294,18 @@ fn a_plan_names_the_key_its_roles_and_its_integrations_and_changes_nothing() {
 /// inventory records who holds the key it re-roled.
 #[test]
 fn a_rehearsal_needs_no_argument_and_records_who_holds_the_key() {
-    let t = Test::new();
-    let playbooks = repo().join("playbooks");
-    let playbooks = playbooks.to_string_lossy();
-    let rota = |args: &[&str]| {
-        Test::new_in(&t)
-            .env("ROTA_PLAYBOOK_PATH", &playbooks)
-            .args(args)
-            .run()
-    };
-    let out = rota(&[
-        "run",
-        "plytix-api-key-role",
-        "--rehearse",
-        "--yes",
-        "--output",
-        "json",
-    ]);
-    assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
-    let last: Value = serde_json::from_str(out.stdout.lines().last().unwrap_or_default()).expect("JSON");
-    let keys = last["vendors"]["plytix"]["state"]["apiKeys"].clone();
-    let key = keys
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|k| k["name"] == ERP)
-        .cloned()
-        .unwrap_or(Value::Null);
-    assert_eq!(key["role"]["name"], "Catalog Import", "{keys}");
-    let all = rota(&["--rehearsal", "inventory", "--output", "json"]);
-    let all: Value = serde_json::from_str(&all.stdout).expect("JSON");
-    let erp = all
-        .as_array()
-        .into_iter()
-        .flatten()
+    let r = Rehearsal::new();
+    let (out, keys) = r.run("plytix-api-key-role");
+    let key = named(&keys, ERP);
+    assert_eq!(key["role"]["name"], "Catalog Import", "{keys:?}");
+    let inventory = r.inventory(false);
+    let erp = inventory
+        .iter()
         .find(|c| c["account"] == ERP)
         .cloned()
         .unwrap_or(Value::Null);
-    assert_eq!(erp["consumers"], json!([ERP_CONSUMER]), "{all}");
+    assert_eq!(erp["consumers"], json!([ERP_CONSUMER]), "{inventory:?}");
     assert_eq!(erp["key_id"], key["api_key"]);
-    let due = rota(&["--rehearsal", "inventory", "--due", "30d", "--output", "json"]);
-    assert_eq!(due.stdout.trim(), "[]");
-    let admin = rota(&[
-        "--rehearsal",
-        "secrets",
-        "get",
-        "rehearsal/plytix/acme-home/admin-password",
-        "--reveal",
-    ]);
-    let mut scanner = rota_testkit::LeakScanner::new();
-    scanner.add("operator API password", admin.stdout.trim());
-    let mut hits = scanner.scan_bytes("stdout", out.stdout.as_bytes());
-    hits.extend(scanner.scan_bytes("stderr", out.stderr.as_bytes()));
-    hits.extend(
-        scanner
-            .scan_rota_state(&t.state_dir().join("rehearsal"))
-            .expect("scan"),
-    );
-    rota_testkit::assert_no_leaks(&hits);
+    assert!(r.inventory(true).is_empty(), "nothing is due");
+    r.assert_no_leaks(&out, &["rehearsal/plytix/acme-home/admin-password"]);
 }
