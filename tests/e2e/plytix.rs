@@ -228,6 +228,16 @@ impl Tenant {
         assert_eq!(status, 200, "{body}");
     }
 
+    /// Whether the new key's current password in the store signs it in
+    /// (the documented exchange, straight at the simulator); `None` if the
+    /// key or its password is missing.
+    pub fn new_key_signs_in(&mut self) -> Option<bool> {
+        let key = self.key(NEW_NAME)?;
+        let password = self.reveal(NEW_SECRET)?;
+        let api_key = key["api_key"].as_str().unwrap_or_default();
+        Some(self.token_exchange(api_key, &password) == 200)
+    }
+
     /// The documented token exchange, straight at the simulator.
     pub fn token_exchange(&self, api_key: &str, password: &str) -> u16 {
         let url = format!("{}/auth/api/get-token", self.sims.api("plytix"));
