@@ -56,8 +56,12 @@
 //!   and `.../deploy` (`{app}` an id or name), `PUT
 //!   /admin/ui/apps/{app}/secrets/{name}` (*Update*: `{"value"}` typed, or
 //!   without it the clipboard pasted), `PUT /admin/ui/apps/{app}/config`
-//!   (app.config edited on the Configuration tab), Plytix `POST /admin/ui/api-keys` (*Create API Key*) and
-//!   `GET /admin/ui/api-keys/{id}/password` (eye icon), Constellix
+//!   (app.config edited on the Configuration tab), Plytix `POST /admin/ui/api-keys`
+//!   (*Create API Key*, role by name or id), `GET
+//!   /admin/ui/api-keys/{key}/password` (eye icon), `PATCH
+//!   /admin/ui/api-keys/{key}` (pencil, *Save API Key*) and `DELETE
+//!   /admin/ui/api-keys/{key}` (bin icon), a row addressed by id or API
+//!   key; Constellix
 //!   `POST /admin/ui/users/{userId}/apikeys` (*Generate*) and
 //!   `GET /admin/ui/users/{userId}/apikeys/{id}/secret` (view, logged).
 //! - Consumers only: `POST /admin/consumers` `{"id","origin","credential"}`

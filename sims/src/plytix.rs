@@ -148,6 +148,9 @@ struct TokenRec {
 
 struct PlytixState {
     ids: Gen,
+    /// Token IDs draw from their own stream, so the keys a run creates get
+    /// the same IDs and passwords however many sign-ins came before them.
+    token_ids: Gen,
     account_id: String,
     account_name: String,
     signing_key: Vec<u8>,
@@ -233,6 +236,7 @@ impl PlytixState {
             account_name: "Acme Home Goods".into(),
             signing_key: ids.bytes::<32>().to_vec(),
             ids,
+            token_ids: Gen::new(seed, "plytix-tokens"),
             roles,
             users,
             keys,
@@ -266,7 +270,7 @@ impl PlytixState {
         let claims = json!({
             "account_id": self.account_id, "user": subject, "role": role_name,
             "iat": now.unix_timestamp(), "exp": now.unix_timestamp() + TOKEN_SECS,
-            "jti": self.ids.hex(8),
+            "jti": self.token_ids.hex(8),
             "rate_limit": [{"limit": 20, "window_size": 10}, {"limit": 2000, "window_size": 3600}],
         });
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -290,7 +294,7 @@ impl PlytixState {
                 expires: now + time::Duration::seconds(TOKEN_SECS),
             },
         );
-        json!({"data": [{"access_token": token, "refresh_token": self.ids.hex(32)}]})
+        json!({"data": [{"access_token": token, "refresh_token": self.token_ids.hex(32)}]})
     }
 }
 
@@ -403,32 +407,44 @@ impl Plytix {
             name: String,
             role_id: String,
         }
-        let b = match parse_json::<B>(body) {
-            Ok(b) => b,
-            Err(e) => return err(StatusCode::UNPROCESSABLE_ENTITY, &e),
-        };
-        if b.name.trim().is_empty() {
+        match parse_json::<B>(body) {
+            Ok(b) => self.insert_key(b.name, &b.role_id),
+            Err(e) => err(StatusCode::UNPROCESSABLE_ENTITY, &e),
+        }
+    }
+
+    fn insert_key(&self, name: String, role_id: &str) -> Response {
+        if name.trim().is_empty() {
             return err(StatusCode::UNPROCESSABLE_ENTITY, "name: Field required");
         }
         let now = self.ctx.clock.now();
         let mut st = lock(&self.state);
-        if st.role(&b.role_id).is_none() {
+        if st.role(role_id).is_none() {
             return err(StatusCode::UNPROCESSABLE_ENTITY, "role_id: Unknown role");
         }
-        if st.keys.iter().any(|k| k.name == b.name) {
+        if st.keys.iter().any(|k| k.name == name) {
             return err(StatusCode::CONFLICT, "An API key with this name already exists");
         }
         let k = ApiKey {
             id: st.ids.hex(12),
             api_key: st.ids.hex(16),
             api_password: st.ids.alnum(24),
-            name: b.name,
-            role_id: b.role_id,
+            name,
+            role_id: role_id.to_owned(),
             created: now,
         };
         let v = st.key_json(&k, true);
         st.keys.push(k);
         json(StatusCode::CREATED, json!({"data": [v], "errors": []}))
+    }
+
+    /// The role the UI's dropdown shows by `name`, as its id.
+    fn role_named(&self, name: &str) -> Option<String> {
+        lock(&self.state)
+            .roles
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.id.clone())
     }
 
     fn reveal_password(&self, id: &str) -> Response {
@@ -700,11 +716,85 @@ async fn create_product(State(p): S, headers: HeaderMap, body: Bytes) -> Respons
     json(StatusCode::CREATED, json!({"data": [v]}))
 }
 
-async fn ui_create_key(State(p): S, body: Bytes) -> Response {
-    p.create_key(&body)
+/// The UI's *Create API Key* dialog: a name and a role picked from the
+/// dropdown (by its name; `role_id` is taken too).
+#[derive(Deserialize)]
+struct UiKeyForm {
+    name: Option<String>,
+    role: Option<String>,
+    role_id: Option<String>,
 }
 
-async fn ui_password(State(p): S, Path(id): Path<String>) -> Response {
+impl UiKeyForm {
+    fn role_id(&self, p: &Plytix) -> Result<Option<String>, Response> {
+        match (&self.role_id, &self.role) {
+            (Some(id), _) => Ok(Some(id.clone())),
+            (None, Some(name)) => p
+                .role_named(name)
+                .map(Some)
+                .ok_or_else(|| err(StatusCode::UNPROCESSABLE_ENTITY, "role: Unknown role")),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+async fn ui_create_key(State(p): S, body: Bytes) -> Response {
+    let form = match parse_json::<UiKeyForm>(&body) {
+        Ok(f) => f,
+        Err(e) => return err(StatusCode::UNPROCESSABLE_ENTITY, &e),
+    };
+    match form.role_id(&p) {
+        Ok(Some(role_id)) => p.insert_key(form.name.unwrap_or_default(), &role_id),
+        Ok(None) => err(StatusCode::UNPROCESSABLE_ENTITY, "role: Field required"),
+        Err(r) => r,
+    }
+}
+
+/// The pencil icon, then *Save API Key*: a new name and/or role for the key
+/// (addressed by id or by its API key, as the row shows it).
+async fn ui_edit_key(State(p): S, Path(key): Path<String>, body: Bytes) -> Response {
+    let form = match parse_json::<UiKeyForm>(&body) {
+        Ok(f) => f,
+        Err(e) => return err(StatusCode::UNPROCESSABLE_ENTITY, &e),
+    };
+    let role_id = match form.role_id(&p) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let mut st = lock(&p.state);
+    let Some(i) = st.keys.iter().position(|k| k.id == key || k.api_key == key) else {
+        return err(StatusCode::NOT_FOUND, "API key not found");
+    };
+    if let Some(k) = st.keys.get_mut(i) {
+        if let Some(n) = form.name.filter(|n| !n.trim().is_empty()) {
+            k.name = n;
+        }
+        if let Some(r) = role_id {
+            k.role_id = r;
+        }
+    }
+    let v = st.keys.get(i).map(|k| st.key_json(k, false));
+    json(StatusCode::OK, json!({"data": [v], "errors": []}))
+}
+
+/// The bin icon next to the key's role.
+async fn ui_delete_key(State(p): S, Path(key): Path<String>) -> Response {
+    let mut st = lock(&p.state);
+    let before = st.keys.len();
+    st.keys.retain(|k| k.id != key && k.api_key != key);
+    if st.keys.len() == before {
+        return err(StatusCode::NOT_FOUND, "API key not found");
+    }
+    json(StatusCode::OK, json!({"data": [], "errors": []}))
+}
+
+/// The eye icon (the row is addressed by id or by its API key).
+async fn ui_password(State(p): S, Path(key): Path<String>) -> Response {
+    let id = lock(&p.state)
+        .keys
+        .iter()
+        .find(|k| k.api_key == key)
+        .map_or(key, |k| k.id.clone());
     p.reveal_password(&id)
 }
 
@@ -750,7 +840,11 @@ pub(crate) async fn start(
         .with_state(p.clone());
     let admin = Router::new()
         .route("/admin/ui/api-keys", post(ui_create_key))
-        .route("/admin/ui/api-keys/{id}/password", get(ui_password))
+        .route(
+            "/admin/ui/api-keys/{key}",
+            axum::routing::patch(ui_edit_key).delete(ui_delete_key),
+        )
+        .route("/admin/ui/api-keys/{key}/password", get(ui_password))
         .with_state(p.clone());
     let h = launch(
         System::Plytix,

@@ -257,6 +257,58 @@ fn standalone_simulators_serve_a_run_configured_like_a_tenant() {
     assert_no_leaks(&hits);
 }
 
+#[test]
+fn operator_inputs_come_from_the_operator_view_unless_given() {
+    const WHO: &str = "name: who\ndescription: d\ninputs:\n  key: {type: string}\nsteps:\n  - id: say\n    uses: core.log\n    with: {message: \"signing in as {{inputs.key}}\"}\n";
+    let profile =
+        |pointer: &str| format!("operator_inputs:\n  key: {{system: plytix, pointer: {pointer}}}\n");
+    let t = Test::new()
+        .file("who.yaml", WHO)
+        .file("who.rehearse.yaml", profile("/apiKey/api_key"));
+    let out = Test::new_in(&t)
+        .args(&["run", "who.yaml", "--rehearse", "--yes"])
+        .run();
+    assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
+    let key = out
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("say: signing in as "))
+        .unwrap_or_default();
+    assert!(
+        key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the operator's Plytix API key: {}",
+        out.stdout
+    );
+    let given = Test::new_in(&t)
+        .args(&[
+            "run",
+            "who.yaml",
+            "--rehearse",
+            "--yes",
+            "-i",
+            "key=typed-by-hand",
+        ])
+        .run();
+    assert!(
+        given.stdout.contains("say: signing in as typed-by-hand"),
+        "{}",
+        given.stdout
+    );
+    let bad = Test::new()
+        .file("who.yaml", WHO)
+        .file("who.rehearse.yaml", profile("/nowhere"));
+    let out = Test::new_in(&bad)
+        .args(&["run", "who.yaml", "--rehearse", "--yes"])
+        .run();
+    assert_eq!(out.status, 2, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("operator_inputs.key: the plytix simulator's operator view has nothing at /nowhere"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// Regression: a rehearsal interrupted by a crash cannot be continued (its
 /// simulators died with it) and must say so instead of calling real origins.
 #[cfg(feature = "crash-points")]

@@ -48,6 +48,11 @@ pub struct Profile {
     /// operator's store would hold.
     #[serde(default)]
     pub operator_secrets: BTreeMap<String, OperatorSecret>,
+    /// Playbook inputs read from a simulator's operator view: identifiers
+    /// the operator would type (an API key ID beside its stored password).
+    /// Given inputs and `inputs` win.
+    #[serde(default)]
+    pub operator_inputs: BTreeMap<String, OperatorSecret>,
     /// Playbook inputs; `-i` and `--inputs` override them.
     #[serde(default)]
     pub inputs: Map<String, Value>,
@@ -169,29 +174,46 @@ pub fn systems_used(loaded: &Loaded, profile: &Profile) -> BTreeSet<System> {
         .collect()
 }
 
+/// A string from a simulator's operator view; `field` names the profile
+/// entry for errors (`operator_secrets.<name>`).
+fn operator_value(sims: &Sims, field: &str, from: &OperatorSecret) -> anyhow::Result<String> {
+    let view = sims.get(from.system).operator();
+    match view.pointer(&from.pointer) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(other) => Err(exit::usage(format!(
+            "error: rehearsal profile: {field}: {} {} is a {}, not a string",
+            from.system.name(),
+            from.pointer,
+            type_name(other)
+        ))),
+        None => Err(exit::usage(format!(
+            "error: rehearsal profile: {field}: the {} simulator's operator view has nothing at {}",
+            from.system.name(),
+            from.pointer
+        ))),
+    }
+}
+
+/// Adds the profile's operator inputs to what was supplied, unless given.
+pub fn operator_inputs(
+    profile: &Profile,
+    sims: &Sims,
+    values: &mut Map<String, Value>,
+) -> anyhow::Result<()> {
+    for (name, from) in &profile.operator_inputs {
+        if !values.contains_key(name) {
+            let value = operator_value(sims, &format!("operator_inputs.{name}"), from)?;
+            values.insert(name.clone(), Value::String(value));
+        }
+    }
+    Ok(())
+}
+
 /// Stores the profile's operator secrets as current versions.
 pub fn seed_secrets(profile: &Profile, sims: &Sims, store: &dyn SecretStore) -> anyhow::Result<()> {
     for (name, from) in &profile.operator_secrets {
-        let view = sims.get(from.system).operator();
-        let value = match view.pointer(&from.pointer) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(other) => {
-                return Err(exit::usage(format!(
-                    "error: rehearsal profile: operator_secrets.{name}: {} {} is a {}, not a string",
-                    from.system.name(),
-                    from.pointer,
-                    type_name(other)
-                )));
-            }
-            None => {
-                return Err(exit::usage(format!(
-                    "error: rehearsal profile: operator_secrets.{name}: the {} simulator's operator view has nothing at {}",
-                    from.system.name(),
-                    from.pointer
-                )));
-            }
-        };
+        let value = operator_value(sims, &format!("operator_secrets.{name}"), from)?;
         let provenance = Provenance {
             source: Some("rehearsal".to_owned()),
             ..Provenance::default()

@@ -112,11 +112,11 @@ impl Journal for NoJournal {
 /// feature, `ROTA_CRASH_AT=<step>:<phase>` aborts the process (no unwinding,
 /// no cleanup: as a kill -9 would) when the run reaches that point. Phases:
 /// `start` (step started), `intent` (intent journaled, call not made),
-/// `answer` (the vendor's answer carrying a secret is in the host's hands,
-/// not yet stored), `capture` (a secret captured and committed), `revoke`
-/// (a revoke's intent journaled, the revoke not made), `end` (step finished
-/// and journaled). Inside a `for_each`, the first item to reach the
-/// point aborts.
+/// `answer` (the vendor's answer carrying a secret for the store is in the
+/// host's hands, not yet stored; run-only tokens do not count), `capture`
+/// (a secret captured and committed), `revoke` (a revoke's intent
+/// journaled, the revoke not made), `end` (step finished and journaled).
+/// Inside a `for_each`, the first item to reach the point aborts.
 pub fn crash_point(step: &str, phase: &str) {
     #[cfg(feature = "crash-points")]
     if let Ok(at) = std::env::var("ROTA_CRASH_AT")

@@ -439,3 +439,98 @@ async fn plytix_rate_limit_answers_429_with_retry_after() -> TestResult {
     sims.shutdown().await;
     Ok(())
 }
+
+/// The UI stand-ins a guided run's operator clicks: *Create API Key* with a
+/// role picked by name, the eye icon, the pencil (*Save API Key*) and the
+/// bin icon, each addressing the row by its API key as the table shows it.
+#[tokio::test]
+async fn plytix_ui_dialogs_take_role_names_and_rows_by_api_key() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Plytix);
+    let admin = h.admin_origin().to_owned();
+    let created = admin_post(
+        h,
+        "/admin/ui/api-keys",
+        json!({"name": "PIM feed", "role": "Catalog Import"}),
+    )
+    .await?;
+    assert_eq!(created["data"][0]["role"]["name"], "Catalog Import");
+    assert_eq!(created["data"][0]["role"]["type"], "team");
+    let key = s(&created, "/data/0/api_key")?;
+    let password = s(&created, "/data/0/api_password")?;
+    let revealed = admin_get(h, &format!("/admin/ui/api-keys/{key}/password")).await?;
+    assert_eq!(s(&revealed, "/data/0/api_password")?, password);
+
+    let r = http()
+        .post(format!("{admin}/admin/ui/api-keys"))
+        .json(&json!({"name": "x", "role": "Janitor"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let r = http()
+        .patch(format!("{admin}/admin/ui/api-keys/{key}"))
+        .json(&json!({"role": "Viewer"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let edited: Value = r.json().await?;
+    assert_eq!(edited["data"][0]["role"]["name"], "Viewer");
+    assert_eq!(edited["data"][0]["name"], "PIM feed", "the name is kept");
+
+    let r = http()
+        .delete(format!("{admin}/admin/ui/api-keys/{key}"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let keys = h.state()["state"]["apiKeys"].clone();
+    assert!(!keys.to_string().contains(&key), "deleted: {keys}");
+    let r = http()
+        .delete(format!("{admin}/admin/ui/api-keys/{key}"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    sims.shutdown().await;
+    Ok(())
+}
+
+/// Guards: a created key's ID and password do not depend on how many
+/// sign-ins came first, so a guided run (no API sign-ins) and an automated
+/// one end in the same state.
+#[tokio::test]
+async fn plytix_new_key_ids_do_not_depend_on_sign_ins() -> TestResult {
+    let mut made = Vec::new();
+    for sign_ins in [0, 3] {
+        let sims = start().await?;
+        let h = get(&sims, System::Plytix);
+        let p = Plytix::of(&sims).await?;
+        for _ in 0..sign_ins {
+            p.operator_token().await?;
+        }
+        let created = admin_post(h, "/admin/ui/api-keys", json!({"name": "feed", "role": "Viewer"})).await?;
+        // Everything but the creation times (fixtures are dated from now).
+        let keys: Vec<Value> = h.state()["state"]["apiKeys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|k| {
+                json!([
+                    k["id"],
+                    k["api_key"],
+                    k["name"],
+                    k["role"],
+                    k["apiPasswordFingerprint"]
+                ])
+            })
+            .collect();
+        made.push((s(&created, "/data/0/id")?, keys));
+        sims.shutdown().await;
+    }
+    assert_eq!(made.first().map(|m| &m.0), made.get(1).map(|m| &m.0));
+    assert_eq!(
+        made.first().map(|m| &m.1),
+        made.get(1).map(|m| &m.1),
+        "same keys, same fingerprints"
+    );
+    Ok(())
+}

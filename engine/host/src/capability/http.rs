@@ -120,6 +120,13 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
         }
     };
     tracing::Span::current().record("origin", tracing::field::display(&origin));
+    // A capture the action may not make is refused before the vendor is
+    // called, whatever it would answer.
+    for spec in &req.capture {
+        if let http::CaptureInto::Step(name) = &spec.into {
+            step_target(ctx, name)?;
+        }
+    }
     let method = match req.method {
         http::Method::Get => reqwest::Method::GET,
         http::Method::Head => reqwest::Method::HEAD,
@@ -251,7 +258,10 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
             Err(e) => return Err(transport_error(ctx, &origin.to_string(), &e)),
         }
     }
-    let captured = if req.capture.is_empty() {
+    // A vendor never sends a secret in an error answer: only a success is
+    // captured from, so the plugin sees the error status (a 429's
+    // Retry-After, a 5xx) and maps it to an error the executor can retry.
+    let captured = if req.capture.is_empty() || !(200..300).contains(&status) {
         Vec::new()
     } else {
         capture(ctx, &req.capture, &mut resp_headers, &mut bytes).await?
@@ -314,7 +324,12 @@ async fn capture_in_span(
     body: &mut Vec<u8>,
 ) -> Result<Vec<http::Captured>, http::HttpError> {
     let fail = |m: String| http::HttpError::CaptureFailed(format!("{}.{}: {m}", ctx.plugin, ctx.action));
-    rota_core::journal::crash_point(&ctx.call.step_id, "answer");
+    // `answer` is the moment a secret bound for the store is in the host's
+    // hands; a run-only token (a sign-in on the way to the real call) is not
+    // that moment, and would stop the step before its call was even made.
+    if specs.iter().any(|s| matches!(s.into, http::CaptureInto::Step(_))) {
+        rota_core::journal::crash_point(&ctx.call.step_id, "answer");
+    }
     let mut json: Option<Value> = serde_json::from_slice(body).ok();
     let key_id = ctx.key_id.as_deref().and_then(|ptr| {
         let found = read_key_id(json.as_ref(), ptr);
@@ -328,24 +343,7 @@ async fn capture_in_span(
     for spec in specs {
         // Decide where it goes before touching the value.
         let (label, target) = match &spec.into {
-            http::CaptureInto::Step(name) => {
-                if !ctx.declared_captures.contains(name) {
-                    return Err(fail(format!(
-                        "capture {name:?} is not declared by the action (declared: {})",
-                        if ctx.declared_captures.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            ctx.declared_captures.join(", ")
-                        }
-                    )));
-                }
-                let target = ctx.call.captures.get(name).cloned().ok_or_else(|| {
-                    fail(format!(
-                        "the step maps no secret to capture {name:?}; add it to the step's secrets"
-                    ))
-                })?;
-                (name.clone(), target)
-            }
+            http::CaptureInto::Step(name) => (name.clone(), step_target(ctx, name)?),
             http::CaptureInto::Ephemeral(label) => {
                 let name = format!("{}/ephemeral/{label}", ctx.plugin);
                 rota_core::secret::validate_secret_name(&name).map_err(fail)?;
@@ -440,6 +438,27 @@ async fn capture_in_span(
         *body = serde_json::to_vec(&doc).map_err(|e| fail(e.to_string()))?;
     }
     Ok(out)
+}
+
+/// Where a capture into the step's declared `name` goes: refused unless the
+/// action declares the capture and the step maps it to a secret.
+fn step_target(ctx: &crate::host::CallCtx, name: &str) -> Result<CaptureTarget, http::HttpError> {
+    let fail = |m: String| http::HttpError::CaptureFailed(format!("{}.{}: {m}", ctx.plugin, ctx.action));
+    if !ctx.declared_captures.iter().any(|d| d == name) {
+        return Err(fail(format!(
+            "capture {name:?} is not declared by the action (declared: {})",
+            if ctx.declared_captures.is_empty() {
+                "none".to_owned()
+            } else {
+                ctx.declared_captures.join(", ")
+            }
+        )));
+    }
+    ctx.call.captures.get(name).cloned().ok_or_else(|| {
+        fail(format!(
+            "the step maps no secret to capture {name:?}; add it to the step's secrets"
+        ))
+    })
 }
 
 /// Removes and returns the value at an RFC 6901 pointer.

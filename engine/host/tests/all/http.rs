@@ -29,24 +29,31 @@ async fn bearer_injection_reaches_the_vendor() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn create_key_captures_into_the_step_target() -> TestResult {
-    let (addr, _server) = serve().await;
-    let f = fixture(both(vec![origin(addr)]), None);
+/// The echo plugin's `create-key` against `url`, its capture mapped to
+/// secret `vendor/acme/new-key` (also sent to `send_to`).
+fn create_key_call(f: &Fixture, url: &str, send_to: &[&str]) -> rota_core::ActionCall {
     let admin = f.secret("vendor/admin", "admin-token", "echo", &[]);
     let mut call = f.call(
         "echo",
         "create-key",
-        json!({"url": format!("{}/keys", origin(addr)), "id": "acct", "admin": admin.to_json()}),
+        json!({"url": url, "id": "acct", "admin": admin.to_json()}),
     );
     call.captures = BTreeMap::from([(
         "secret".to_owned(),
         CaptureTarget {
             name: "vendor/acme/new-key".into(),
-            send_to: vec!["other".into()],
+            send_to: send_to.iter().map(|s| (*s).to_owned()).collect(),
             ephemeral: false,
         },
     )]);
+    call
+}
+
+#[tokio::test]
+async fn create_key_captures_into_the_step_target() -> TestResult {
+    let (addr, _server) = serve().await;
+    let f = fixture(both(vec![origin(addr)]), None);
+    let call = create_key_call(&f, &format!("{}/keys", origin(addr)), &["other"]);
     let out = f.host.invoke(call).await?;
     assert_eq!(out["key_id"], json!("key-1"));
     let handle = SecretRef::from_json(&out["secret"]).ok_or("no handle in output")?;
@@ -168,5 +175,24 @@ async fn ephemeral_tokens_live_for_the_run_only() -> TestResult {
     assert_eq!(out, json!({"authenticated": true}));
     assert_eq!(f.store.list()?.len(), before, "ephemeral tokens are never stored");
     assert_eq!(f.scope.redact("SESSION-JWT"), "<redacted>");
+    Ok(())
+}
+
+/// Regression: an error answer to a capturing call was searched for the
+/// secret, so a 503 or a 429 became a non-retryable capture failure.
+#[tokio::test]
+async fn an_error_answer_is_not_captured_from_and_keeps_its_status() -> TestResult {
+    let (addr, _server) = serve().await;
+    let f = fixture(both(vec![origin(addr)]), None);
+    let call = create_key_call(&f, &format!("{}/status/503", origin(addr)), &[]);
+    let e = f.host.invoke(call).await.err();
+    assert!(
+        matches!(&e, Some(ActionError::Upstream { status: 503, .. })),
+        "{e:?}"
+    );
+    assert!(
+        f.store.versions("vendor/acme/new-key").is_err(),
+        "nothing was stored under the capture's name"
+    );
     Ok(())
 }

@@ -141,7 +141,7 @@ pub async fn serve() -> (SocketAddr, Server) {
         )
         .route(
             "/status/{code}",
-            get(
+            any(
                 |st: State<Server>, h: HeaderMap, Path(code): Path<u16>| async move {
                     record(st, h).await;
                     (
