@@ -1240,7 +1240,6 @@ impl Run<'_> {
             };
             map.entry("vendor").or_insert_with(|| json!(spec.plugin));
             map.entry("status").or_insert_with(|| json!("active"));
-            map.entry("consumers").or_insert_with(|| json!([]));
             self.ex
                 .journal
                 .record_credential(&self.run_id, &report)
@@ -1305,7 +1304,6 @@ impl Run<'_> {
                 let mut report = input.clone();
                 if let Some(map) = report.as_object_mut() {
                     map.entry("status").or_insert_with(|| json!("active"));
-                    map.entry("consumers").or_insert_with(|| json!([]));
                 }
                 if !self.opts.dry_run {
                     self.ex

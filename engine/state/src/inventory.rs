@@ -70,9 +70,11 @@ pub struct CredentialReport {
     pub created: Option<OffsetDateTime>,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires: Option<OffsetDateTime>,
-    /// Who uses it (service names, CI jobs, ...).
+    /// Who uses it (service names, CI jobs, ...); `None` (absent) keeps
+    /// what an earlier report said, so a plain listing of keys never
+    /// forgets who holds them.
     #[serde(default)]
-    pub consumers: Vec<String>,
+    pub consumers: Option<Vec<String>>,
     pub status: CredentialStatus,
     /// The secret name holding its value, if rota stores it.
     #[serde(default)]
@@ -130,11 +132,11 @@ impl State {
             tx.execute(
                 "INSERT INTO inventory (vendor, account, key_id, created_at, expires_at, consumers, status,
                                         secret, first_seen, last_seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                 VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, '[]'), ?7, ?8, ?9, ?9)
                  ON CONFLICT(vendor, account, key_id) DO UPDATE SET
                    created_at = COALESCE(excluded.created_at, created_at),
                    expires_at = COALESCE(excluded.expires_at, expires_at),
-                   consumers = excluded.consumers,
+                   consumers = COALESCE(?6, consumers),
                    status = excluded.status,
                    secret = COALESCE(excluded.secret, secret),
                    last_seen = excluded.last_seen",
@@ -144,7 +146,7 @@ impl State {
                     report.key_id,
                     report.created.map(fmt_time),
                     report.expires.map(fmt_time),
-                    serde_json::to_string(&report.consumers)?,
+                    report.consumers.as_ref().map(serde_json::to_string).transpose()?,
                     report.status.as_str(),
                     report.secret,
                     at

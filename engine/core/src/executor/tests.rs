@@ -554,7 +554,7 @@ async fn credentials_an_action_lists_under_inventory_are_recorded_but_not_by_a_p
         recorded,
         vec![
             json!({"account": "acme", "key_id": "k1", "expires": null, "vendor": "fake",
-                    "status": "active", "consumers": []})
+                    "status": "active"})
         ]
     );
     let plan = RunOptions {

@@ -12,7 +12,7 @@ fn report(key_id: &str, expires: Option<OffsetDateTime>, status: CredentialStatu
         key_id: key_id.into(),
         created: Some(datetime!(2026-01-01 00:00 UTC)),
         expires,
-        consumers: vec!["demandcaster".into()],
+        consumers: Some(vec!["demandcaster".into()]),
         status,
         secret: Some("plex/acme/client-secret".into()),
     }
@@ -46,7 +46,7 @@ fn recording_upserts_and_due_lists_what_expires_soon() -> TestResult {
     s.inventory_record(&report("k-never", None, CredentialStatus::Active))?;
     // Upsert: a later sighting with no expiry keeps the known one and updates the rest.
     let mut again = report("k-soon", None, CredentialStatus::Pending);
-    again.consumers = vec!["demandcaster".into(), "ci".into()];
+    again.consumers = Some(vec!["demandcaster".into(), "ci".into()]);
     s.inventory_record(&again)?;
 
     let all = s.inventory_list()?;
@@ -90,6 +90,29 @@ fn a_report_parses_from_plugin_json() -> TestResult {
         "expires": "2027-01-01T00:00:00Z", "status": "active"
     }))?;
     assert_eq!(r.expires, Some(datetime!(2027-01-01 00:00 UTC)));
-    assert!(r.consumers.is_empty() && r.created.is_none());
+    assert!(r.consumers.is_none() && r.created.is_none());
+    Ok(())
+}
+
+/// Regression: a report without consumers (a plain listing of keys) keeps
+/// the consumers an earlier report recorded.
+#[test]
+fn a_report_without_consumers_keeps_the_recorded_ones() -> TestResult {
+    let t = T::new();
+    let s = &t.state;
+    s.inventory_record(&report("k1", None, CredentialStatus::Active))?;
+    let mut listed = report("k1", None, CredentialStatus::Active);
+    listed.consumers = None;
+    s.inventory_record(&listed)?;
+    let all = s.inventory_list()?;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].consumers, vec!["demandcaster".to_owned()]);
+    let mut cleared = report("k1", None, CredentialStatus::Revoked);
+    cleared.consumers = Some(Vec::new());
+    s.inventory_record(&cleared)?;
+    assert!(
+        s.inventory_list()?[0].consumers.is_empty(),
+        "an explicit empty list clears them"
+    );
     Ok(())
 }
