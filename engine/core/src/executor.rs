@@ -590,9 +590,12 @@ impl Run<'_> {
         spec: Option<&ActionSpec>,
         path: StepPath,
     ) -> Result<StepOutcome, (StepError, u32)> {
-        // With for_each, `if` is decided per item (it may read `item`).
+        // With for_each, an `if` that reads `item` is decided per item; any
+        // other `if` is decided once, before the list is rendered, so a
+        // skipped step never needs its list (it may come from a step that
+        // did not run).
         if let Some(cond) = &step.condition
-            && step.for_each.is_none()
+            && (step.for_each.is_none() || !reads_item(cond))
             && !self.condition(cond, None, "if").map_err(|e| (e, 0))?
         {
             return Ok(StepOutcome::Skipped);
@@ -1368,6 +1371,19 @@ fn check_manual_outputs(spec: &ActionSpec, outputs: &Value) -> Result<(), StepEr
         }
     }
     Ok(())
+}
+
+/// Whether a step's `if` refers to `item` (so it must be decided per item).
+/// A condition that cannot be analyzed counts as reading it: the per-item
+/// path then reports the template error as before.
+fn reads_item(cond: &Value) -> bool {
+    let Value::String(s) = cond else { return false };
+    match crate::template::analyze(s, &Templates::has_helper) {
+        Ok((refs, _)) => refs
+            .iter()
+            .any(|r| r.segments.first().map(String::as_str) == Some("item")),
+        Err(_) => true,
+    }
 }
 
 fn short(v: &Value) -> String {

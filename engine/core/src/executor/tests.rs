@@ -558,3 +558,29 @@ async fn a_plan_says_what_each_item_would_do_in_the_steps_own_words() {
     );
     assert!(h.fake.calls.lock().expect("lock").is_empty());
 }
+
+/// An `if` that does not read `item` is decided before the for_each list is
+/// rendered: a step listing what a recovered step would have returned is
+/// skipped instead of failing on the missing list.
+#[tokio::test(start_paused = true)]
+async fn an_if_without_item_is_decided_before_the_for_each_list() {
+    let out = json!({"type": "object", "properties": {"ids": {"type": "array"}}});
+    let fake = Fake::new(vec![spec("get", true, Basis::Documented, out)])
+        .reply("get", vec![Err(ActionError::NotFound("no registry".into()))]);
+    let h = harness(fake, Arc::new(Absent));
+    let yaml = "name: t\ndescription: t\nsteps:\n  - id: list\n    uses: fake.get\n    recoverable: true\n  - id: each\n    if: '{{eq steps.list.status \"succeeded\"}}'\n    for_each: '{{steps.list.outputs.ids}}'\n    uses: core.log\n    with: {message: \"{{item}}\"}\n  - id: per_item\n    if: '{{ne item \"b\"}}'\n    for_each: [a, b]\n    uses: core.log\n    with: {message: \"{{item}}\"}\n";
+    let r = run(&h, yaml, RunOptions::default()).await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.failure);
+    assert_eq!(status_of(&r, "list"), Some(StepStatus::Recovered));
+    assert_eq!(status_of(&r, "each"), Some(StepStatus::Skipped));
+    let per_item = r
+        .steps
+        .iter()
+        .find(|s| s.id == "per_item")
+        .map(|s| s.outputs.clone());
+    assert_eq!(
+        per_item,
+        Some(json!([{}, {"skipped": true}])),
+        "an `if` reading item is still per item"
+    );
+}
