@@ -247,7 +247,10 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
             Err(e) => return Err(transport_error(ctx, &origin.to_string(), &e)),
         }
     }
-    let captured = if req.capture.is_empty() {
+    // A vendor's error answer (4xx/5xx) carries no secret: capturing from it
+    // would turn a retryable 503 into a capture failure. The plugin sees the
+    // status and maps it to a typed error instead.
+    let captured = if req.capture.is_empty() || !(200..300).contains(&status) {
         Vec::new()
     } else {
         capture(ctx, &req.capture, &mut resp_headers, &mut bytes)?
