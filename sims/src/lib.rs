@@ -54,10 +54,16 @@
 //!   SOAR `POST /admin/ui/api_keys/{id}/regenerate` (*Regenerate API Key
 //!   Secret*), Plytix `POST /admin/ui/api-keys` (*Create API Key*) and
 //!   `GET /admin/ui/api-keys/{id}/password` (eye icon), Constellix
-//!   `POST /admin/ui/users/{userId}/apikeys` (*Generate*) and
-//!   `GET /admin/ui/users/{userId}/apikeys/{id}/secret` (view, logged).
-//! - Consumers only: `POST /admin/consumers` `{"id","origin","credential"}`
-//!   and `POST /admin/consumers/{id}/tick`.
+//!   `GET /admin/ui/users/{userId}/apikeys` (the profile's key list),
+//!   `POST /admin/ui/users/{userId}/apikeys` `{"expiration":"10"|"never"}`
+//!   (*Generate*), `DELETE /admin/ui/users/{userId}/apikeys/{id}` (delete,
+//!   logged) and `GET /admin/ui/users/{userId}/apikeys/{id}/secret` (view,
+//!   logged).
+//! - Consumers only: `POST /admin/consumers` `{"id","origin","credential"}`,
+//!   `POST /admin/consumers/{id}/tick`, and `POST /admin/ui/consumers/switch`
+//!   `{"vendor","from_key","to_key_id"}` (an operator pasting a vendor key,
+//!   looked up by ID, into every integration that held `from_key`; Constellix
+//!   keys only).
 //!
 //! # Fixtures (ids and values deterministic for a seed; dates relative to now)
 //!
@@ -269,7 +275,8 @@ impl Sims {
                 constellix_sim.consumer_credential(),
             ),
         ];
-        let consumers = consumers::start(ctx(), fixtures, &rx, &mut tasks)
+        let sources = BTreeMap::from([(System::Constellix, constellix_sim.key_source())]);
+        let consumers = consumers::start(ctx(), fixtures, sources, &rx, &mut tasks)
             .await
             .map_err(SimsError::Bind)?;
         let handles = vec![plex, dc, plytix, soar, constellix, consumers];
