@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use rota_core::inputs::Supplied;
 use rota_core::load::Loaded;
 use rota_core::operator::{Performed, StandIn};
 use rota_core::template::{Templates, system_clock, type_name};
@@ -47,10 +48,16 @@ pub struct Profile {
     /// simulator's operator view (`GET /admin/operator`): the credentials an
     /// operator's store would hold.
     #[serde(default)]
-    pub operator_secrets: BTreeMap<String, OperatorSecret>,
+    pub operator_secrets: BTreeMap<String, OperatorValue>,
     /// Playbook inputs; `-i` and `--inputs` override them.
     #[serde(default)]
     pub inputs: Map<String, Value>,
+    /// Playbook inputs read from a simulator's operator view, for values the
+    /// fixtures generate from the seed (the public half of the operator's
+    /// credential, e.g. the API key paired with an operator secret). Like
+    /// `inputs`, `-i` and `--inputs` override them.
+    #[serde(default)]
+    pub operator_inputs: BTreeMap<String, OperatorValue>,
     /// Manual step id -> what the operator's hands do there.
     #[serde(default)]
     pub manual: BTreeMap<String, Hands>,
@@ -58,7 +65,7 @@ pub struct Profile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OperatorSecret {
+pub struct OperatorValue {
     pub system: System,
     /// RFC 6901 pointer into the operator view, e.g. `/apiKey/api_password`.
     pub pointer: String,
@@ -169,29 +176,45 @@ pub fn systems_used(loaded: &Loaded, profile: &Profile) -> BTreeSet<System> {
         .collect()
 }
 
+/// The text at `from` in a simulator's operator view; `field` names the
+/// profile entry for errors.
+fn operator_value(sims: &Sims, field: &str, from: &OperatorValue) -> anyhow::Result<String> {
+    let view = sims.get(from.system).operator();
+    match view.pointer(&from.pointer) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(other) => Err(exit::usage(format!(
+            "error: rehearsal profile: {field}: {} {} is a {}, not a string",
+            from.system.name(),
+            from.pointer,
+            type_name(other)
+        ))),
+        None => Err(exit::usage(format!(
+            "error: rehearsal profile: {field}: the {} simulator's operator view has nothing at {}",
+            from.system.name(),
+            from.pointer
+        ))),
+    }
+}
+
+/// Adds the profile's operator inputs to what was supplied, unless given.
+pub fn seed_inputs(profile: &Profile, sims: &Sims, supplied: &mut Supplied) -> anyhow::Result<()> {
+    for (name, from) in &profile.operator_inputs {
+        if supplied.values.contains_key(name) {
+            continue;
+        }
+        let value = operator_value(sims, &format!("operator_inputs.{name}"), from)?;
+        supplied.values.insert(name.clone(), Value::String(value));
+        // Text read from a view is typed like `-i name=value`.
+        supplied.from_cli.push(name.clone());
+    }
+    Ok(())
+}
+
 /// Stores the profile's operator secrets as current versions.
 pub fn seed_secrets(profile: &Profile, sims: &Sims, store: &dyn SecretStore) -> anyhow::Result<()> {
     for (name, from) in &profile.operator_secrets {
-        let view = sims.get(from.system).operator();
-        let value = match view.pointer(&from.pointer) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(other) => {
-                return Err(exit::usage(format!(
-                    "error: rehearsal profile: operator_secrets.{name}: {} {} is a {}, not a string",
-                    from.system.name(),
-                    from.pointer,
-                    type_name(other)
-                )));
-            }
-            None => {
-                return Err(exit::usage(format!(
-                    "error: rehearsal profile: operator_secrets.{name}: the {} simulator's operator view has nothing at {}",
-                    from.system.name(),
-                    from.pointer
-                )));
-            }
-        };
+        let value = operator_value(sims, &format!("operator_secrets.{name}"), from)?;
         let provenance = Provenance {
             source: Some("rehearsal".to_owned()),
             ..Provenance::default()

@@ -98,6 +98,7 @@ impl Run {
         }
         let rt = runtime()?;
         let sims = rt.block_on(rehearse::start(&profile))?;
+        rehearse::seed_inputs(&profile, &sims, &mut supplied)?;
         let output = self.args.output;
         let systems = rehearse::systems_used(&loaded, &profile);
         let result = (|| {
