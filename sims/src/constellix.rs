@@ -672,6 +672,39 @@ async fn ui_delete(State(c): S, Path((user, id)): Path<(u64, u64)>) -> Response 
     }
 }
 
+#[derive(Deserialize)]
+struct UiAudit {
+    /// Comma-separated key IDs; none: every entry.
+    #[serde(rename = "apiKeyIds", default)]
+    api_key_ids: Option<String>,
+}
+
+/// The administrator's export of the key audit log in the portal, with the
+/// counts a person reading it would make (stand-in for a guided step).
+async fn ui_audit(State(c): S, Query(q): Query<UiAudit>) -> Response {
+    let ids: Option<Vec<u64>> = match q.api_key_ids.as_deref().map(|s| {
+        s.split(',')
+            .map(|x| x.trim().parse::<u64>())
+            .collect::<Result<Vec<_>, _>>()
+    }) {
+        None => None,
+        Some(Ok(ids)) => Some(ids),
+        Some(Err(_)) => return err(StatusCode::BAD_REQUEST, "apiKeyIds: comma-separated key IDs"),
+    };
+    let st = lock(&c.state);
+    let entries: Vec<&Audit> = st
+        .audit
+        .iter()
+        .filter(|a| ids.as_ref().is_none_or(|ids| ids.contains(&a.api_key_id)))
+        .collect();
+    let count = |action: &str| entries.iter().filter(|a| a.action == action).count();
+    json(
+        StatusCode::OK,
+        json!({"data": entries.iter().map(|a| a.json()).collect::<Vec<_>>(),
+               "counts": {"create": count("create"), "view": count("view"), "delete": count("delete")}}),
+    )
+}
+
 fn operator_view(c: &Constellix) -> Value {
     let st = lock(&c.state);
     json!({"users": st.users.iter().map(|u| json!({
@@ -719,6 +752,7 @@ pub(crate) async fn start(
             axum::routing::delete(ui_delete),
         )
         .route("/admin/ui/users/{user}/apikeys/{id}/secret", get(ui_view))
+        .route("/admin/ui/audit/apikeys", get(ui_audit))
         .with_state(c.clone());
     let h = launch(
         System::Constellix,

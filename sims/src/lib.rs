@@ -57,8 +57,9 @@
 //!   `GET /admin/ui/users/{userId}/apikeys` (the profile's key list),
 //!   `POST /admin/ui/users/{userId}/apikeys` `{"expiration":"10"|"never"}`
 //!   (*Generate*), `DELETE /admin/ui/users/{userId}/apikeys/{id}` (delete,
-//!   logged) and `GET /admin/ui/users/{userId}/apikeys/{id}/secret` (view,
-//!   logged).
+//!   logged), `GET /admin/ui/users/{userId}/apikeys/{id}/secret` (view,
+//!   logged) and `GET /admin/ui/audit/apikeys?apiKeyIds=1,2` (the
+//!   administrator's export, with counts per action).
 //! - Consumers only: `POST /admin/consumers` `{"id","origin","credential"}`,
 //!   `POST /admin/consumers/{id}/tick`, and `POST /admin/ui/consumers/switch`
 //!   `{"vendor","from_key","to_key_id"}` (an operator pasting a vendor key,

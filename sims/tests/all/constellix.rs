@@ -449,6 +449,13 @@ async fn constellix_portal_rollover_lists_generates_switches_and_deletes() -> Te
         ]
     );
     assert_eq!(of(new_id), [("create".to_owned(), "portal".to_owned())]);
+    let export = admin_get(
+        h,
+        &format!("/admin/ui/audit/apikeys?apiKeyIds={},{new_id}", old.id),
+    )
+    .await?;
+    assert_eq!(export["counts"], json!({"create": 2, "view": 0, "delete": 1}));
+    assert_eq!(export["data"].as_array().map(Vec::len), Some(3));
     let unknown = http()
         .post(format!("{}/admin/ui/consumers/switch", consumers.admin_origin()))
         .json(&json!({"vendor": "constellix", "from_key": "x", "to_key_id": "9999"}))
