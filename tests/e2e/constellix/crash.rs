@@ -14,8 +14,6 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use serde_json::Value;
-
 use super::{BOB_SECRET, Tenant, audit_of, keys_of, signed_status};
 use crate::test::Test;
 
@@ -54,23 +52,13 @@ fn points() -> Vec<String> {
         .collect()
 }
 
-/// The version of bob's secret key that is current, as `name@version`.
+/// The version of bob's secret key that is current.
 fn current_version(tenant: &Tenant) -> u32 {
-    let out = Test::new_in(&tenant.t)
-        .args(&["secrets", "versions", BOB_SECRET, "--output", "json"])
-        .run();
-    let v: Value = serde_json::from_str(&out.stdout).expect("versions JSON");
-    v.as_array()
+    tenant
+        .versions(BOB_SECRET)
         .into_iter()
-        .flatten()
-        .find(|x| {
-            x["stages"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|s| s == "current"))
-        })
-        .and_then(|x| x["handle"]["$secret"].as_str())
-        .and_then(|h| h.rsplit_once('@'))
-        .and_then(|(_, n)| n.parse().ok())
+        .find(|(_, stages)| stages.iter().any(|s| s == "current"))
+        .map(|(v, _)| v)
         .expect("a current version")
 }
 

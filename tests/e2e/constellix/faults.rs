@@ -11,8 +11,7 @@
 
 use serde_json::{Value, json};
 
-use super::{BOB_SECRET, Tenant, audit_of, events, keys_of, status_of};
-use crate::test::Test;
+use super::{BOB_SECRET, Tenant, assert_statuses, audit_of, events, keys_of, status_of};
 
 fn transient(fault_seed: u64) -> String {
     json!({
@@ -136,23 +135,6 @@ fn permanent(system: &str, method: &str, path: &str, status: u16) -> String {
     .to_string()
 }
 
-/// The store's versions of bob's secret key: (version, stages).
-fn versions(tenant: &Tenant) -> Vec<(String, Value)> {
-    let out = Test::new_in(&tenant.t)
-        .args(&["secrets", "versions", BOB_SECRET, "--output", "json"])
-        .run();
-    let v: Value = serde_json::from_str(&out.stdout).expect("versions JSON");
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|x| {
-            (
-                x["handle"]["$secret"].as_str().unwrap_or("").to_owned(),
-                x["stages"].clone(),
-            )
-        })
-        .collect()
-}
 
 /// The user lost API access before the generate: nothing changes at all.
 #[test]
@@ -171,8 +153,8 @@ fn a_permanent_failure_to_generate_changes_nothing() {
         "nothing changed"
     );
     assert_eq!(
-        versions(&tenant),
-        [(format!("{BOB_SECRET}@1"), json!(["current"]))],
+        tenant.versions(BOB_SECRET),
+        [(1, vec!["current".to_owned()])],
         "no secret stored"
     );
     tenant.scan(&[&out], &[]);
@@ -190,15 +172,16 @@ fn a_permanent_failure_to_delete_the_old_key_rolls_everything_back() {
     let before = tenant.consumer("constellix-dns-sync");
     let out = tenant.run(&tenant.bob_inputs(""), &["--yes", "--output", "json"]);
     assert_eq!(out.status, 1, "{}\n{}", out.stdout, out.stderr);
-    for (step, want) in [
-        ("switch", "succeeded"),
-        ("delete_old", "failed"),
-        ("switch_back", "succeeded"),
-        ("drop_new", "succeeded"),
-        ("drop_secret", "succeeded"),
-    ] {
-        assert_eq!(status_of(&out, step), want, "{step}");
-    }
+    assert_statuses(
+        &out,
+        &[
+            ("switch", "succeeded"),
+            ("delete_old", "failed"),
+            ("switch_back", "succeeded"),
+            ("drop_new", "succeeded"),
+            ("drop_secret", "succeeded"),
+        ],
+    );
     let state = tenant.constellix();
     let bob = keys_of(&state, 102);
     assert_eq!(bob.len(), 1);
@@ -209,8 +192,8 @@ fn a_permanent_failure_to_delete_the_old_key_rolls_everything_back() {
     assert_eq!(dns["credential"], before["credential"], "back on the old key");
     assert_eq!(dns["failedCalls"], 0, "{dns}");
     assert_eq!(
-        versions(&tenant),
-        [(format!("{BOB_SECRET}@1"), json!(["current"]))],
+        tenant.versions(BOB_SECRET),
+        [(1, vec!["current".to_owned()])],
         "the new version was discarded"
     );
     tenant.scan(&[&out], &[]);
@@ -228,15 +211,16 @@ fn a_permanent_failure_to_switch_keeps_both_keys_and_loses_nothing() {
     );
     let out = tenant.run(&tenant.bob_inputs(""), &["--yes", "--output", "json"]);
     assert_eq!(out.status, 1, "{}\n{}", out.stdout, out.stderr);
-    for (step, want) in [
-        ("switch", "failed"),
-        ("delete_old", "not_run"),
-        ("promote", "not_run"),
-        ("switch_back", "failed"),
-        ("drop_new", "skipped"),
-    ] {
-        assert_eq!(status_of(&out, step), want, "{step}");
-    }
+    assert_statuses(
+        &out,
+        &[
+            ("switch", "failed"),
+            ("delete_old", "not_run"),
+            ("promote", "not_run"),
+            ("switch_back", "failed"),
+            ("drop_new", "skipped"),
+        ],
+    );
     let state = tenant.constellix();
     let ids: Vec<Value> = keys_of(&state, 102).iter().map(|k| k["id"].clone()).collect();
     assert_eq!(ids, [json!(1003), json!(1004)], "both keys live");
@@ -248,7 +232,11 @@ fn a_permanent_failure_to_switch_keeps_both_keys_and_loses_nothing() {
     tenant.sims.tick("consumers");
     let dns = tenant.consumer("constellix-dns-sync");
     assert_eq!(dns["failedCalls"], 0, "{dns}");
-    let stored = versions(&tenant);
+    assert_eq!(
+        tenant.versions(BOB_SECRET),
+        [(1, vec!["current".to_owned()]), (2, vec!["pending".to_owned()])],
+        "the new key's secret key is kept"
+    );
     assert_eq!(
         stored.get(1).map(|v| v.1.clone()),
         Some(json!(["pending"])),
