@@ -22,7 +22,7 @@ use rota_host::{HostOptions, PluginHost};
 use rota_state::State;
 
 use crate::cli::{Cli, Command};
-use crate::exit::{self, Exit};
+use crate::exit;
 
 /// Options every command sees.
 #[derive(Clone, Debug, Default)]
@@ -58,17 +58,14 @@ impl Env {
         crate::discover::add_config_dirs(&config.playbooks);
         let state_dir = rota_state::StateConfig::from_env()
             .map(|c| c.dir)
-            .map_err(|e| exit::Exit {
-                code: exit::ENVIRONMENT,
-                message: format!("error: {e}"),
-            })?;
+            .map_err(|e| exit::environment(format!("error: {e}")))?;
         let mut opts = HostOptions::new(state_dir);
         opts.target = globals.target.clone();
         opts.bundled = true;
-        let host = Arc::new(PluginHost::new(&config, opts).map_err(|e| exit::Exit {
-            code: exit::ENVIRONMENT,
-            message: format!("error: cannot start the plugin host: {e}"),
-        })?);
+        let host = Arc::new(
+            PluginHost::new(&config, opts)
+                .map_err(|e| exit::environment(format!("error: cannot start the plugin host: {e}")))?,
+        );
         Ok(Self {
             catalog: host.clone(),
             runner: host.clone(),
@@ -107,11 +104,7 @@ pub fn open_state() -> anyhow::Result<Arc<State>> {
 /// database and identity: simulated keys never mix with real ones).
 pub fn open_state_for(rehearsal: bool) -> anyhow::Result<Arc<State>> {
     let env_error = |e: rota_state::StateError| -> anyhow::Error {
-        Exit {
-            code: exit::ENVIRONMENT,
-            message: format!("error: cannot open rota's state: {e}"),
-        }
-        .into()
+        exit::environment(format!("error: cannot open rota's state: {e}"))
     };
     if !rehearsal {
         return State::open_default().map_err(env_error);
@@ -124,11 +117,7 @@ pub fn open_state_for(rehearsal: bool) -> anyhow::Result<Arc<State>> {
 
 /// A state error as an exit-4 error with context.
 pub fn state_error(what: &str, e: rota_state::StateError) -> anyhow::Error {
-    Exit {
-        code: exit::ENVIRONMENT,
-        message: format!("error: {what}: {e}"),
-    }
-    .into()
+    exit::environment(format!("error: {what}: {e}"))
 }
 
 pub fn execute(cli: Cli) -> anyhow::Result<i32> {
