@@ -130,6 +130,33 @@ impl Tenant {
         out.stdout.trim().to_owned()
     }
 
+    /// A stored secret's versions, oldest first: (version, stages).
+    pub(crate) fn versions(&self, name: &str) -> Vec<(u32, Vec<String>)> {
+        let out = Test::new_in(&self.t)
+            .args(&["secrets", "versions", name, "--output", "json"])
+            .run();
+        assert_eq!(out.status, 0, "versions of {name}: {}", out.stderr);
+        let v: Value = serde_json::from_str(&out.stdout).expect("versions JSON");
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| {
+                let version = x["handle"]["$secret"]
+                    .as_str()
+                    .and_then(|h| h.rsplit_once('@'))
+                    .and_then(|(_, n)| n.parse().ok())
+                    .unwrap_or(0);
+                let stages = x["stages"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect();
+                (version, stages)
+            })
+            .collect()
+    }
+
     /// The leak scan over these outputs and the state dir, with every
     /// secret the operator view shows plus `more`.
     pub(crate) fn scan(&self, outputs: &[&Output], more: &[(&str, &str)]) {
@@ -156,6 +183,57 @@ pub(crate) fn scan_all(t: &Test, secrets: &[(String, String)], outputs: &[&Outpu
             .expect("scan the state dir"),
     );
     assert_no_leaks(&hits);
+}
+
+/// The leak scan of rehearsal runs sharing `t`: their outputs and the
+/// rehearsal state, with versions 1 to n of each named secret, revealed now
+/// (after the scanned commands).
+pub(crate) fn scan_rehearsal(t: &Test, outputs: &[&Output], secrets: &[(&str, u32)]) {
+    let mut scanner = LeakScanner::new();
+    for (name, versions) in secrets {
+        for v in 1..=*versions {
+            let out = Test::new_in(t)
+                .args(&[
+                    "--rehearsal",
+                    "secrets",
+                    "get",
+                    name,
+                    "--version",
+                    &v.to_string(),
+                    "--reveal",
+                ])
+                .run();
+            assert_eq!(out.status, 0, "reveal {name}@{v}: {}", out.stderr);
+            let value = out.stdout.trim().to_owned();
+            assert_eq!(value.len(), 36, "{name}@{v} is a Constellix secret key");
+            scanner.add(&format!("{name}@{v}"), &value);
+        }
+    }
+    let mut hits = Vec::new();
+    for (i, o) in outputs.iter().enumerate() {
+        hits.extend(scanner.scan_bytes(&format!("run {i} stdout"), o.stdout.as_bytes()));
+        hits.extend(scanner.scan_bytes(&format!("run {i} stderr"), o.stderr.as_bytes()));
+    }
+    hits.extend(
+        scanner
+            .scan_rota_state(&t.state_dir().join("rehearsal"))
+            .expect("scan the rehearsal state"),
+    );
+    assert_no_leaks(&hits);
+}
+
+/// Each step's status, as listed; a step that never started reads `not_run`.
+#[track_caller]
+pub(crate) fn assert_statuses(out: &Output, expected: &[(&str, &str)]) {
+    let got: Vec<(&str, String)> = expected
+        .iter()
+        .map(|(step, _)| (*step, status_of(out, step)))
+        .collect();
+    let want: Vec<(&str, String)> = expected
+        .iter()
+        .map(|(step, s)| (*step, (*s).to_owned()))
+        .collect();
+    assert_eq!(got, want);
 }
 
 /// The keys of one user in a Constellix admin state.
@@ -329,21 +407,10 @@ fn rollover_generates_switches_verifies_then_deletes_the_old_key_with_no_downtim
     assert_eq!(dns["failedCalls"], 0, "zero failed calls: {dns}");
 
     // The store: the new key's secret is current, the old one previous.
-    let versions = Test::new_in(&tenant.t)
-        .args(&["secrets", "versions", BOB_SECRET, "--output", "json"])
-        .run();
-    let versions: Value = serde_json::from_str(&versions.stdout).expect("versions JSON");
-    let stages = |v: u64| -> Value {
-        versions
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|x| x["handle"]["$secret"] == format!("{BOB_SECRET}@{v}").as_str())
-            .map(|x| x["stages"].clone())
-            .unwrap_or(Value::Null)
-    };
-    assert_eq!(stages(2), json!(["current"]), "{versions}");
-    assert_eq!(stages(1), json!(["previous"]), "{versions}");
+    assert_eq!(
+        tenant.versions(BOB_SECRET),
+        [(1, vec!["previous".to_owned()]), (2, vec!["current".to_owned()])]
+    );
 
     // The inventory: the new key with its expiry and its integration, the old one revoked.
     let inv = Test::new_in(&tenant.t)
@@ -431,14 +498,10 @@ fn a_third_key_is_refused_before_anything_changes() {
         before_k,
         "no integration was touched"
     );
-    let versions = Test::new_in(&tenant.t)
-        .args(&["secrets", "versions", ALICE_SECRET, "--output", "json"])
-        .run();
-    let versions: Value = serde_json::from_str(&versions.stdout).expect("JSON");
     assert_eq!(
-        versions.as_array().map(Vec::len),
-        Some(1),
-        "no secret was stored: {versions}"
+        tenant.versions(ALICE_SECRET),
+        [(1, vec!["current".to_owned()])],
+        "no secret was stored"
     );
 
     // The plugin's own answer to a third key is a typed conflict, not a retry.
@@ -604,14 +667,10 @@ fn a_plan_names_the_real_key_and_dates_and_changes_nothing() {
         all(&tenant) == before,
         "the full admin state changed during the plan"
     );
-    let secrets = Test::new_in(&tenant.t)
-        .args(&["secrets", "versions", BOB_SECRET, "--output", "json"])
-        .run();
-    let secrets: Value = serde_json::from_str(&secrets.stdout).expect("JSON");
     assert_eq!(
-        secrets.as_array().map(Vec::len),
-        Some(1),
-        "nothing stored: {secrets}"
+        tenant.versions(BOB_SECRET),
+        [(1, vec!["current".to_owned()])],
+        "nothing stored"
     );
     let inv = Test::new_in(&tenant.t)
         .args(&["inventory", "--output", "json"])
@@ -685,40 +744,5 @@ fn rehearsal_inventory_lists_the_expiring_key_before_and_the_new_expiry_after() 
         .cloned()
         .unwrap_or_default();
     assert_eq!(old["status"], "revoked");
-    let secret = {
-        let r = Test::new_in(&t)
-            .args(&[
-                "--rehearsal",
-                "secrets",
-                "get",
-                BOB_SECRET,
-                "--version",
-                "2",
-                "--reveal",
-            ])
-            .run();
-        r.stdout.trim().to_owned()
-    };
-    assert_eq!(secret.len(), 36, "a Constellix secret key");
-    let reveal = |name: &str, v: &str| {
-        let r = Test::new_in(&t)
-            .args(&["--rehearsal", "secrets", "get", name, "--version", v, "--reveal"])
-            .run();
-        r.stdout.trim().to_owned()
-    };
-    let mut scanner = LeakScanner::new();
-    scanner.add("bob's new secret key", &secret);
-    scanner.add("bob's old secret key", &reveal(BOB_SECRET, "1"));
-    scanner.add("alice's secret key", &reveal(ALICE_SECRET, "1"));
-    let mut hits = Vec::new();
-    for (name, o) in [("stopped", &stopped), ("run", &out)] {
-        hits.extend(scanner.scan_bytes(&format!("{name} stdout"), o.stdout.as_bytes()));
-        hits.extend(scanner.scan_bytes(&format!("{name} stderr"), o.stderr.as_bytes()));
-    }
-    hits.extend(
-        scanner
-            .scan_rota_state(&t.state_dir().join("rehearsal"))
-            .expect("scan"),
-    );
-    assert_no_leaks(&hits);
+    scan_rehearsal(&t, &[&stopped, &out], &[(BOB_SECRET, 2), (ALICE_SECRET, 1)]);
 }

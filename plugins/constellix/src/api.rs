@@ -17,11 +17,15 @@ const MAX_PAGES: u64 = 50;
 
 /// Who a request signs as: the key's public half and a handle to its secret.
 pub(crate) struct Signer<'a> {
-    pub(crate) api_key: &'a str,
-    pub(crate) secret_key: &'a Handle,
+    api_key: &'a str,
+    secret_key: &'a Handle,
 }
 
-impl Signer<'_> {
+impl<'a> Signer<'a> {
+    pub(crate) fn new(api_key: &'a str, secret_key: &'a Handle) -> Self {
+        Self { api_key, secret_key }
+    }
+
     /// `Authorization: Bearer apiKey:base64(HMAC-SHA1(secretKey, ts)):ts`
     /// (the v4 form; v1 takes the same token in `x-cns-security-token`).
     pub(crate) fn sign(&self, req: http::Request) -> Result<http::Request, Error> {

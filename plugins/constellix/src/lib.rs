@@ -10,14 +10,13 @@
 //! into the store.
 
 mod api;
-mod resume;
 
+use rota_plugin_sdk::resume::{Outcome, Reconcile, Revoke, Snapshot};
 use rota_plugin_sdk::secrets::Handle;
 use rota_plugin_sdk::{Context, Error, Value, http, json};
 use serde::Deserialize;
 
 use crate::api::{Key, Signer, check, excerpt, id_text};
-use crate::resume::{Outcome, Reconcile, Revoke, Snapshot};
 
 rota_plugin_sdk::plugin! {
     manifest: "rota-plugin.json",
@@ -43,10 +42,7 @@ struct Login {
 
 impl Login {
     fn signer(&self) -> Signer<'_> {
-        Signer {
-            api_key: &self.api_key,
-            secret_key: &self.secret_key,
-        }
+        Signer::new(&self.api_key, &self.secret_key)
     }
 }
 
@@ -59,10 +55,7 @@ struct ListIn {
 }
 
 fn list_keys(ctx: &Context, input: ListIn) -> Result<Value, Error> {
-    let signer = Signer {
-        api_key: &input.api_key,
-        secret_key: &input.secret_key,
-    };
+    let signer = Signer::new(&input.api_key, &input.secret_key);
     let keys = api::list_keys(ctx, &signer)?;
     if keys.len() > 2 {
         return Err(Error::Internal(format!(
@@ -141,10 +134,7 @@ fn generated(key: &Key, secret: &Handle, account: &str) -> Value {
 
 fn generate_key(ctx: &Context, input: GenerateIn) -> Result<Value, Error> {
     let months = months(&input.expiry)?;
-    let signer = Signer {
-        api_key: &input.api_key,
-        secret_key: &input.secret_key,
-    };
+    let signer = Signer::new(&input.api_key, &input.secret_key);
     let req = http::post(&ctx.url("/v4/users/me/apikeys")?)
         .json(&json!({"expiresInMonths": months}))?
         // Shown once, at generation: straight into the store.
@@ -163,10 +153,7 @@ fn generate_key(ctx: &Context, input: GenerateIn) -> Result<Value, Error> {
 }
 
 fn reconcile_generate_key(ctx: &Context, r: Reconcile<GenerateIn, KeyIds>) -> Result<Outcome<Value>, Error> {
-    let signer = Signer {
-        api_key: &r.input.api_key,
-        secret_key: &r.input.secret_key,
-    };
+    let signer = Signer::new(&r.input.api_key, &r.input.secret_key);
     let keys = api::list_keys(ctx, &signer)?;
     if let (Some(secret), Some(id)) = (r.captured.get("secret"), &r.key_id) {
         return Ok(match keys.iter().find(|k| &k.id == id) {
@@ -224,10 +211,7 @@ fn revoked(account: &str, key_id: &str) -> Value {
 }
 
 fn delete_key(ctx: &Context, input: DeleteIn) -> Result<Value, Error> {
-    let signer = Signer {
-        api_key: &input.api_key,
-        secret_key: &input.secret_key,
-    };
+    let signer = Signer::new(&input.api_key, &input.secret_key);
     let keys = api::list_keys(ctx, &signer)?;
     let target = keys.iter().find(|k| k.id == input.key_id).ok_or_else(|| {
         Error::NotFound(format!(
@@ -254,10 +238,7 @@ fn delete_key(ctx: &Context, input: DeleteIn) -> Result<Value, Error> {
 }
 
 fn reconcile_delete_key(ctx: &Context, r: Reconcile<DeleteIn, Value>) -> Result<Outcome<Value>, Error> {
-    let signer = Signer {
-        api_key: &r.input.api_key,
-        secret_key: &r.input.secret_key,
-    };
+    let signer = Signer::new(&r.input.api_key, &r.input.secret_key);
     let listed = api::list_keys(ctx, &signer)?
         .iter()
         .any(|k| k.id == r.input.key_id);
@@ -296,10 +277,7 @@ fn query_value(s: &str) -> String {
 }
 
 fn export_audit_log(ctx: &Context, input: AuditIn) -> Result<Value, Error> {
-    let signer = Signer {
-        api_key: &input.api_key,
-        secret_key: &input.secret_key,
-    };
+    let signer = Signer::new(&input.api_key, &input.secret_key);
     let query: Vec<String> = [("from", &input.from), ("to", &input.to)]
         .into_iter()
         .filter_map(|(k, v)| v.as_deref().map(|v| format!("{k}={}", query_value(v))))
@@ -364,10 +342,7 @@ struct VerifyIn {
 }
 
 fn verify_key(ctx: &Context, input: VerifyIn) -> Result<Value, Error> {
-    let signer = Signer {
-        api_key: &input.api_key,
-        secret_key: &input.secret_key,
-    };
+    let signer = Signer::new(&input.api_key, &input.secret_key);
     let url = ctx.url("/v4/domains?page=1&perPage=1")?;
     let what = format!("verifying API key {}", input.api_key);
     let resp = check(signer.sign(http::get(&url))?.send()?, &what)?;

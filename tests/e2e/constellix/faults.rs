@@ -135,7 +135,6 @@ fn permanent(system: &str, method: &str, path: &str, status: u16) -> String {
     .to_string()
 }
 
-
 /// The user lost API access before the generate: nothing changes at all.
 #[test]
 fn a_permanent_failure_to_generate_changes_nothing() {
@@ -236,11 +235,6 @@ fn a_permanent_failure_to_switch_keeps_both_keys_and_loses_nothing() {
         tenant.versions(BOB_SECRET),
         [(1, vec!["current".to_owned()]), (2, vec!["pending".to_owned()])],
         "the new key's secret key is kept"
-    );
-    assert_eq!(
-        stored.get(1).map(|v| v.1.clone()),
-        Some(json!(["pending"])),
-        "kept: {stored:?}"
     );
     let secret = tenant.reveal(BOB_SECRET, 2);
     tenant.scan(&[&out], &[("bob's new secret key", &secret)]);

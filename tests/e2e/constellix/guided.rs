@@ -13,7 +13,10 @@
 
 use serde_json::{Value, json};
 
-use super::{BOB_SECRET, Tenant, add_months, assert_rolled_over, audit_of, events, keys_of};
+use super::{
+    ALICE_SECRET, BOB_SECRET, Tenant, add_months, assert_rolled_over, audit_of, events, keys_of,
+    scan_rehearsal,
+};
 use crate::pty::Pty;
 use crate::test::{Output, Test};
 
@@ -234,42 +237,10 @@ fn rehearsed_guided_path_reaches_the_automated_rehearsals_vendor_state() {
         1,
         "{a}"
     );
-    let reveal = |v: &str| {
-        let r = Test::new_in(&t)
-            .args(&[
-                "--rehearsal",
-                "secrets",
-                "get",
-                BOB_SECRET,
-                "--version",
-                v,
-                "--reveal",
-            ])
-            .run();
-        r.stdout.trim().to_owned()
-    };
-    // Both runs wrote versions of bob's secret key: 1 and 2, then 3 and 4.
-    let secrets: Vec<(String, String)> = ["1", "2", "3", "4"]
-        .iter()
-        .map(|v| (format!("{BOB_SECRET}@{v}"), reveal(v)))
-        .collect();
-    assert!(
-        secrets.iter().all(|(_, s)| s.len() == 36),
-        "four stored secret keys"
+    // Both runs stored bob's secret key (versions 1, 3) and a new one (2, 4).
+    scan_rehearsal(
+        &t,
+        &[&auto_out, &guided_out],
+        &[(BOB_SECRET, 4), (ALICE_SECRET, 2)],
     );
-    let mut scanner = rota_testkit::LeakScanner::new();
-    for (label, value) in &secrets {
-        scanner.add(label, value);
-    }
-    let mut hits = Vec::new();
-    for (name, o) in [("automated", &auto_out), ("guided", &guided_out)] {
-        hits.extend(scanner.scan_bytes(&format!("{name} stdout"), o.stdout.as_bytes()));
-        hits.extend(scanner.scan_bytes(&format!("{name} stderr"), o.stderr.as_bytes()));
-    }
-    hits.extend(
-        scanner
-            .scan_rota_state(&t.state_dir().join("rehearsal"))
-            .expect("scan"),
-    );
-    rota_testkit::assert_no_leaks(&hits);
 }
