@@ -254,10 +254,17 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
     // A vendor's error answer (4xx/5xx) carries no secret: capturing from it
     // would turn a retryable 503 into a capture failure. The plugin sees the
     // status and maps it to a typed error instead.
-    let captured = if req.capture.is_empty() || !(200..300).contains(&status) {
+    let captured = if req.capture.is_empty() {
         Vec::new()
-    } else {
+    } else if (200..300).contains(&status) {
         capture(ctx, &req.capture, &mut resp_headers, &mut bytes).await?
+    } else {
+        // An error answer carries no secret, so nothing is captured; the
+        // captures are still checked, as a 2xx answer would have them.
+        for spec in &req.capture {
+            capture_target(ctx, spec)?;
+        }
+        Vec::new()
     };
     Ok(http::Response {
         status,
@@ -300,6 +307,47 @@ fn read_key_id(doc: Option<&Value>, pointer: &str) -> Option<String> {
     }
 }
 
+/// Where a capture goes: one of the action's declared captures that the step
+/// maps to a secret, or a run-only (ephemeral) one; refused otherwise.
+fn capture_target(
+    ctx: &crate::host::CallCtx,
+    spec: &http::Capture,
+) -> Result<(String, CaptureTarget), http::HttpError> {
+    let fail = |m: String| http::HttpError::CaptureFailed(format!("{}.{}: {m}", ctx.plugin, ctx.action));
+    Ok(match &spec.into {
+        http::CaptureInto::Step(name) => {
+            if !ctx.declared_captures.contains(name) {
+                return Err(fail(format!(
+                    "capture {name:?} is not declared by the action (declared: {})",
+                    if ctx.declared_captures.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        ctx.declared_captures.join(", ")
+                    }
+                )));
+            }
+            let target = ctx.call.captures.get(name).cloned().ok_or_else(|| {
+                fail(format!(
+                    "the step maps no secret to capture {name:?}; add it to the step's secrets"
+                ))
+            })?;
+            (name.clone(), target)
+        }
+        http::CaptureInto::Ephemeral(label) => {
+            let name = format!("{}/ephemeral/{label}", ctx.plugin);
+            rota_core::secret::validate_secret_name(&name).map_err(fail)?;
+            (
+                label.clone(),
+                CaptureTarget {
+                    name,
+                    send_to: Vec::new(),
+                    ephemeral: true,
+                },
+            )
+        }
+    })
+}
+
 async fn capture(
     ctx: &crate::host::CallCtx,
     specs: &[http::Capture],
@@ -330,38 +378,7 @@ async fn capture_in_span(
     let mut out = Vec::new();
     for spec in specs {
         // Decide where it goes before touching the value.
-        let (label, target) = match &spec.into {
-            http::CaptureInto::Step(name) => {
-                if !ctx.declared_captures.contains(name) {
-                    return Err(fail(format!(
-                        "capture {name:?} is not declared by the action (declared: {})",
-                        if ctx.declared_captures.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            ctx.declared_captures.join(", ")
-                        }
-                    )));
-                }
-                let target = ctx.call.captures.get(name).cloned().ok_or_else(|| {
-                    fail(format!(
-                        "the step maps no secret to capture {name:?}; add it to the step's secrets"
-                    ))
-                })?;
-                (name.clone(), target)
-            }
-            http::CaptureInto::Ephemeral(label) => {
-                let name = format!("{}/ephemeral/{label}", ctx.plugin);
-                rota_core::secret::validate_secret_name(&name).map_err(fail)?;
-                (
-                    label.clone(),
-                    CaptureTarget {
-                        name,
-                        send_to: Vec::new(),
-                        ephemeral: true,
-                    },
-                )
-            }
-        };
+        let (label, target) = capture_target(ctx, spec)?;
         let value = match &spec.source {
             http::CaptureSource::Header(name) => {
                 let i = headers

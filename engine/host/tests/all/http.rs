@@ -68,6 +68,39 @@ async fn create_key_captures_into_the_step_target() -> TestResult {
     Ok(())
 }
 
+/// Regression: an error answer to a capturing call is the vendor's error
+/// (here a 401, retryable ones alike), not a capture failure, and nothing is
+/// stored.
+#[tokio::test]
+async fn an_error_answer_to_a_capturing_call_is_the_vendors_error() -> TestResult {
+    let (addr, _server) = serve().await;
+    let f = fixture(both(vec![origin(addr)]), None);
+    let admin = f.secret("vendor/admin", "not-the-admin-token", "echo", &[]);
+    let mut call = f.call(
+        "echo",
+        "create-key",
+        json!({"url": format!("{}/keys", origin(addr)), "id": "acct", "admin": admin.to_json()}),
+    );
+    call.captures = BTreeMap::from([(
+        "secret".to_owned(),
+        CaptureTarget {
+            name: "vendor/acme/new-key".into(),
+            send_to: Vec::new(),
+            ephemeral: false,
+        },
+    )]);
+    let e = f.host.invoke(call).await.err();
+    assert!(matches!(&e, Some(ActionError::Unauthorized(_))), "{e:?}");
+    assert!(
+        f.store
+            .versions("vendor/acme/new-key")
+            .map(|v| v.is_empty())
+            .unwrap_or(true),
+        "nothing was stored"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_capture_the_step_did_not_map_fails() {
     let (addr, _server) = serve().await;
