@@ -29,11 +29,16 @@ async fn bearer_injection_reaches_the_vendor() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn create_key_captures_into_the_step_target() -> TestResult {
-    let (addr, _server) = serve().await;
-    let f = fixture(both(vec![origin(addr)]), None);
-    let admin = f.secret("vendor/admin", "admin-token", "echo", &[]);
+/// The echo plugin's create-key against the test server's `/keys`, signed
+/// with `token` (the server wants "admin-token"), capturing into
+/// `vendor/acme/new-key` bound to `send_to`.
+fn create_key_call(
+    f: &Fixture,
+    addr: std::net::SocketAddr,
+    token: &str,
+    send_to: &[&str],
+) -> rota_core::ActionCall {
+    let admin = f.secret("vendor/admin", token, "echo", &[]);
     let mut call = f.call(
         "echo",
         "create-key",
@@ -43,10 +48,18 @@ async fn create_key_captures_into_the_step_target() -> TestResult {
         "secret".to_owned(),
         CaptureTarget {
             name: "vendor/acme/new-key".into(),
-            send_to: vec!["other".into()],
+            send_to: send_to.iter().map(|s| (*s).to_owned()).collect(),
             ephemeral: false,
         },
     )]);
+    call
+}
+
+#[tokio::test]
+async fn create_key_captures_into_the_step_target() -> TestResult {
+    let (addr, _server) = serve().await;
+    let f = fixture(both(vec![origin(addr)]), None);
+    let call = create_key_call(&f, addr, "admin-token", &["other"]);
     let out = f.host.invoke(call).await?;
     assert_eq!(out["key_id"], json!("key-1"));
     let handle = SecretRef::from_json(&out["secret"]).ok_or("no handle in output")?;
@@ -75,20 +88,7 @@ async fn create_key_captures_into_the_step_target() -> TestResult {
 async fn an_error_answer_to_a_capturing_call_is_the_vendors_error() -> TestResult {
     let (addr, _server) = serve().await;
     let f = fixture(both(vec![origin(addr)]), None);
-    let admin = f.secret("vendor/admin", "not-the-admin-token", "echo", &[]);
-    let mut call = f.call(
-        "echo",
-        "create-key",
-        json!({"url": format!("{}/keys", origin(addr)), "id": "acct", "admin": admin.to_json()}),
-    );
-    call.captures = BTreeMap::from([(
-        "secret".to_owned(),
-        CaptureTarget {
-            name: "vendor/acme/new-key".into(),
-            send_to: Vec::new(),
-            ephemeral: false,
-        },
-    )]);
+    let call = create_key_call(&f, addr, "not-the-admin-token", &[]);
     let e = f.host.invoke(call).await.err();
     assert!(matches!(&e, Some(ActionError::Unauthorized(_))), "{e:?}");
     assert!(
