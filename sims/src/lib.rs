@@ -52,7 +52,11 @@
 //! - UI actions that show a value once, as the vendor's screen does:
 //!   Plex `POST /admin/ui/client-applications/{clientId}/secrets` (*Add*),
 //!   SOAR `POST /admin/ui/api_keys/{id}/regenerate` (*Regenerate API Key
-//!   Secret*), Plytix `POST /admin/ui/api-keys` (*Create API Key*) and
+//!   Secret*, then *Copy to Clipboard*), `POST /admin/ui/apps/{app}/undeploy`
+//!   and `.../deploy` (`{app}` an id or name), `PUT
+//!   /admin/ui/apps/{app}/secrets/{name}` (*Update*: `{"value"}` typed, or
+//!   without it the clipboard pasted), `PUT /admin/ui/apps/{app}/config`
+//!   (app.config edited on the Configuration tab), Plytix `POST /admin/ui/api-keys` (*Create API Key*) and
 //!   `GET /admin/ui/api-keys/{id}/password` (eye icon), Constellix
 //!   `GET /admin/ui/users/{userId}/apikeys` (the profile's key list),
 //!   `POST /admin/ui/users/{userId}/apikeys` `{"expiration":"10"|"never"}`
@@ -85,7 +89,9 @@
 //!   `api_keys` + `apps`), `12` fn_soar_utils (used by deployed apps `7`
 //!   inst `9` and `8` inst `11`), `14` fn_qradar_integration (app `9` inst
 //!   `13`), `15` fn_splunk_integration (locked; app `10` inst `16` holds a
-//!   stale secret). Apps log in from App Host IP 10.0.0.5.
+//!   stale secret). App Secrets are named after their account, except
+//!   fn_misp's `soar_api_key_secret` (only its app.config's `api_key_id`
+//!   ties it to account 12). Apps log in from App Host IP 10.0.0.5.
 //! - Constellix: users `101` alice (account admin, two keys `1001` never
 //!   expires and `1002` 10 months), `102` bob (one key `1003` expiring in 20
 //!   days, held by consumer `constellix-dns-sync`), `103` carol (no key).
@@ -100,7 +106,8 @@
 //! service's `{"error":{"code","message"}}` envelope and DemandCaster's 428
 //! for an unconfirmed *Enter*; Plytix's `POST /auth/user/get-token`
 //! (models a signed-in UI user) and its PIM permission checks; SOAR's
-//! permission handles `api_keys`/`apps` and `failed_login_count`; the
+//! permission handles `api_keys`/`apps`, `failed_login_count` and App
+//! Secrets' `last_modified_date`; the
 //! Constellix audit CSV export. Plytix errors use the v3 envelope
 //! `{"data":[],"errors":[{"name","description"}]}` (documented for PIM,
 //! assumed for account endpoints).

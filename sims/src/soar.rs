@@ -9,6 +9,12 @@
 //! an app left holding an old secret raises the account's failed-login
 //! count until it locks (N = `soar_lockout_threshold`) and feeds the
 //! per-IP ban (>`soar_ip_ban_threshold` failures per scaled hour).
+//!
+//! Modeled beyond VENDORS.md §3.4 (SOAR conventions kept: epoch-ms dates):
+//! each App Secret carries `last_modified_date`, so a caller can tell which
+//! apps were given a secret after the account's was regenerated; and the
+//! admin API's UI stand-ins (*Undeploy*, *Deploy*, *Update* of an App Secret
+//! pasting what *Copy to Clipboard* of the last *Regenerate* copied).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -89,6 +95,13 @@ impl KeyAccount {
 struct AppSecret {
     value: String,
     protected: bool,
+    modified: i64,
+}
+
+impl AppSecret {
+    fn json(&self, name: &str) -> Value {
+        json!({"name": name, "protected": self.protected, "last_modified_date": self.modified})
+    }
 }
 
 struct App {
@@ -146,9 +159,13 @@ struct SoarState {
     apps: Vec<App>,
     ips: HashMap<String, IpRec>,
     next_key_id: u64,
+    /// What the UI's *Copy to Clipboard* last copied: `(api_key_id, secret)`.
+    clipboard: Option<(String, String)>,
 }
 
 pub(crate) const OPERATOR_KEY: &str = "rota_automation";
+/// The App Secret fn_misp keeps fn_soar_utils's account secret in.
+const MISP_SECRET_NAME: &str = "soar_api_key_secret";
 
 fn config_string(org: &str, api_key_id: &str, secret_name: &str, section: &str) -> String {
     format!(
@@ -221,9 +238,14 @@ impl SoarState {
         }
         let host_id = ids.uuid().to_string();
         let key_of = |keys: &[KeyAccount], id: u64| {
-            keys.iter()
-                .find(|k| k.id == id)
-                .map(|k| (k.api_key_id.clone(), k.display_name.clone(), k.secret.clone()))
+            keys.iter().find(|k| k.id == id).map(|k| {
+                (
+                    k.api_key_id.clone(),
+                    k.display_name.clone(),
+                    k.secret.clone(),
+                    k.modified,
+                )
+            })
         };
         let mut apps = Vec::new();
         for (id, inst_id, name, display, key_id, status) in [
@@ -239,15 +261,29 @@ impl SoarState {
             ),
             (10, 16, "fn_splunk_integration", "Splunk Integration", 15, "error"),
         ] {
-            let (api_key_id, secret_name, secret) = key_of(&keys, key_id).unwrap_or_default();
-            // The locked account's app holds a stale secret: that is how it got locked.
-            let value = if key_id == 15 { ids.alnum(43) } else { secret };
+            let (api_key_id, account_name, secret, key_modified) = key_of(&keys, key_id).unwrap_or_default();
+            // The locked account's app holds a stale secret, set before the
+            // account's last regeneration: that is how it got locked. The
+            // others were given the current secret after it was made.
+            let (value, modified) = if key_id == 15 {
+                (ids.alnum(43), key_modified - 30 * day)
+            } else {
+                (secret, key_modified + day / 24)
+            };
+            // fn_misp names its App Secret its own way: only its app.config's
+            // api_key_id tells that it uses fn_soar_utils's account.
+            let secret_name = if name == "fn_misp" {
+                MISP_SECRET_NAME.to_owned()
+            } else {
+                account_name
+            };
             let mut secrets = BTreeMap::new();
             secrets.insert(
                 secret_name.clone(),
                 AppSecret {
                     value,
                     protected: true,
+                    modified,
                 },
             );
             apps.push(App {
@@ -272,6 +308,7 @@ impl SoarState {
             apps,
             ips: HashMap::new(),
             next_key_id: 16,
+            clipboard: None,
         }
     }
 }
@@ -296,8 +333,13 @@ impl Soar {
         let now = self.ctx.clock.now();
         let window = self.ctx.scale.duration(ONE_HOUR);
         let cfg = &self.ctx.config;
-        let rec = st.ips.entry(ip.to_owned()).or_default();
-        if rec.banned_until.is_some_and(|t| t > now) {
+        // Only failures leave a record: a good login changes nothing.
+        if st
+            .ips
+            .get(ip)
+            .and_then(|r| r.banned_until)
+            .is_some_and(|t| t > now)
+        {
             return Err(AuthFailure(
                 "The IP address has been banned after too many failed logins",
             ));
@@ -404,6 +446,39 @@ impl Soar {
         }
         Some(v)
     }
+
+    /// *Update* in an app's Configuration tab > App Secrets (API and UI).
+    fn set_app_secret(
+        &self,
+        st: &mut SoarState,
+        app: usize,
+        name: &str,
+        value: String,
+        protected: bool,
+    ) -> Response {
+        if value.is_empty() {
+            return err(StatusCode::BAD_REQUEST, "Secret Value is required");
+        }
+        let modified = epoch_ms(self.ctx.clock.now());
+        let Some(a) = st.apps.get_mut(app) else {
+            return err(StatusCode::NOT_FOUND, "App installation not found");
+        };
+        let secret = AppSecret {
+            value,
+            protected,
+            modified,
+        };
+        let body = secret.json(name);
+        a.secrets.insert(name.to_owned(), secret);
+        json(StatusCode::OK, body)
+    }
+}
+
+/// An app by its id or its name, as the Apps tab shows both.
+fn app_index(st: &SoarState, app: &str) -> Option<usize> {
+    st.apps
+        .iter()
+        .position(|a| a.name == app || a.id.to_string() == app)
 }
 
 impl Simulator for Soar {
@@ -425,9 +500,17 @@ impl Simulator for Soar {
             }).collect::<Vec<_>>(),
             "apps": st.apps.iter().map(|a| {
                 let mut v = a.json();
+                let secrets: Vec<Value> = a.secrets.iter().map(|(n, s)| {
+                    let mut j = s.json(n);
+                    if let Some(o) = j.as_object_mut() {
+                        o.insert("fingerprint".into(), json!(fingerprint(&s.value)));
+                    }
+                    j
+                }).collect();
+                if let Some(inst) = v.get_mut("current_installation").and_then(Value::as_object_mut) {
+                    inst.insert("secrets".into(), secrets.into());
+                }
                 if let Some(o) = v.as_object_mut() {
-                    o.insert("secrets".into(), a.secrets.iter().map(|(n, s)| json!({"name": n, "protected": s.protected,
-                        "fingerprint": fingerprint(&s.value)})).collect::<Vec<_>>().into());
                     o.insert("authLog".into(), json!(a.auth_log));
                 }
                 v
@@ -457,8 +540,8 @@ impl Simulator for Soar {
                 if app.status != "deployed" {
                     continue;
                 }
-                let (key_id, secret_ref) = app.configured_login();
-                let secret = secret_ref.as_deref().map(|r| {
+                // Any app.config value may be `$NAME` / `${NAME}`: the App Secret NAME.
+                let resolve = |r: &str| {
                     let name = r
                         .trim_start_matches('$')
                         .trim_start_matches('{')
@@ -468,10 +551,13 @@ impl Simulator for Soar {
                     } else {
                         Some(r.to_owned())
                     }
-                });
+                };
+                let (key_ref, secret_ref) = app.configured_login();
+                let key_id = key_ref.as_deref().and_then(resolve);
+                let secret = secret_ref.as_deref().and_then(resolve);
                 let ip = app.host_ip.clone();
                 let name = app.name.clone();
-                let outcome = match (key_id, secret.flatten()) {
+                let outcome = match (key_id, secret) {
                     (Some(id), Some(secret)) => self.authenticate(&mut st, &id, &secret, &ip).map(|_| ()),
                     _ => Err(AuthFailure(
                         "app.config has no usable api_key_id / api_key_secret",
@@ -706,7 +792,11 @@ async fn set_installation(
     let Some(a) = st.apps.iter_mut().find(|a| a.id == app && a.inst_id == inst) else {
         return err(StatusCode::NOT_FOUND, "App installation not found");
     };
-    a.status = match b.status.as_str() {
+    set_status(a, &b.status)
+}
+
+fn set_status(a: &mut App, requested: &str) -> Response {
+    a.status = match requested {
         "deploying" | "deployed" => "deployed".into(),
         "undeploying" | "undeployed" => "undeployed".into(),
         other => {
@@ -729,12 +819,7 @@ async fn list_app_secrets(
         Ok(st) => match st.apps.iter().find(|a| a.id == app && a.inst_id == inst) {
             Some(a) => json(
                 StatusCode::OK,
-                Value::Array(
-                    a.secrets
-                        .iter()
-                        .map(|(n, s)| json!({"name": n, "protected": s.protected}))
-                        .collect(),
-                ),
+                Value::Array(a.secrets.iter().map(|(n, s)| s.json(n)).collect()),
             ),
             None => err(StatusCode::NOT_FOUND, "App installation not found"),
         },
@@ -762,31 +847,87 @@ async fn put_app_secret(
         Ok(b) => b,
         Err(e) => return err(StatusCode::BAD_REQUEST, &e),
     };
-    if b.value.is_empty() {
-        return err(StatusCode::BAD_REQUEST, "Secret Value is required");
-    }
     let mut st = match s.org_caller(&headers, peer, org, "apps") {
         Ok(st) => st,
         Err(r) => return r,
     };
-    let Some(a) = st.apps.iter_mut().find(|a| a.id == app && a.inst_id == inst) else {
+    let Some(i) = st.apps.iter().position(|a| a.id == app && a.inst_id == inst) else {
         return err(StatusCode::NOT_FOUND, "App installation not found");
     };
-    a.secrets.insert(
-        name.clone(),
-        AppSecret {
-            value: b.value,
-            protected: b.protected,
-        },
-    );
-    json(StatusCode::OK, json!({"name": name, "protected": b.protected}))
+    s.set_app_secret(&mut st, i, &name, b.value, b.protected)
 }
 
+/// *Regenerate API Key Secret*, then *Copy to Clipboard* of the API Key
+/// Credentials it shows.
 async fn ui_regenerate(State(s): S, Path(id): Path<u64>) -> Response {
     match s.regenerate(id) {
-        Some(v) => json(StatusCode::OK, v),
+        Some(v) => {
+            let copied = v
+                .get("api_key_id")
+                .and_then(Value::as_str)
+                .zip(v.get("api_key_secret").and_then(Value::as_str))
+                .map(|(a, b)| (a.to_owned(), b.to_owned()));
+            lock(&s.state).clipboard = copied;
+            json(StatusCode::OK, v)
+        }
         None => err(StatusCode::NOT_FOUND, "API key not found"),
     }
+}
+
+/// *Undeploy* / *Deploy* on an app's Details tab.
+async fn ui_app_status(State(s): S, Path((app, action)): Path<(String, String)>) -> Response {
+    let requested = match action.as_str() {
+        "undeploy" => "undeploying",
+        "deploy" => "deploying",
+        _ => return err(StatusCode::NOT_FOUND, "Not found"),
+    };
+    let mut st = lock(&s.state);
+    let Some(a) = app_index(&st, &app).and_then(|i| st.apps.get_mut(i)) else {
+        return err(StatusCode::NOT_FOUND, "App not found");
+    };
+    set_status(a, requested)
+}
+
+/// Editing app.config on the app's Configuration tab (`{"config_string"}`).
+async fn ui_app_config(State(s): S, Path(app): Path<String>, body: Bytes) -> Response {
+    #[derive(Deserialize)]
+    struct B {
+        config_string: String,
+    }
+    let b = match parse_json::<B>(&body) {
+        Ok(b) => b,
+        Err(e) => return err(StatusCode::BAD_REQUEST, &e),
+    };
+    let mut st = lock(&s.state);
+    let Some(a) = app_index(&st, &app).and_then(|i| st.apps.get_mut(i)) else {
+        return err(StatusCode::NOT_FOUND, "App not found");
+    };
+    a.config_string = b.config_string;
+    json(StatusCode::OK, a.json())
+}
+
+/// *Update* of an App Secret: the Secret Value typed (`{"value"}`), or
+/// without one, pasted from what *Copy to Clipboard* copied last.
+async fn ui_app_secret(State(s): S, Path((app, name)): Path<(String, String)>, body: Bytes) -> Response {
+    #[derive(Deserialize)]
+    struct B {
+        value: Option<String>,
+    }
+    let b = match parse_json::<B>(&body) {
+        Ok(b) => b,
+        Err(e) => return err(StatusCode::BAD_REQUEST, &e),
+    };
+    let mut st = lock(&s.state);
+    let Some(i) = app_index(&st, &app) else {
+        return err(StatusCode::NOT_FOUND, "App not found");
+    };
+    let Some(value) = b.value.or_else(|| st.clipboard.as_ref().map(|(_, v)| v.clone())) else {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "Secret Value is required (the clipboard is empty: regenerate a secret first)",
+        );
+    };
+    s.set_app_secret(&mut st, i, &name, value, true)
 }
 
 fn operator_view(s: &Soar) -> Value {
@@ -832,6 +973,9 @@ pub(crate) async fn start(
         .with_state(s.clone());
     let admin = Router::new()
         .route("/admin/ui/api_keys/{id}/regenerate", post(ui_regenerate))
+        .route("/admin/ui/apps/{app}/{action}", post(ui_app_status))
+        .route("/admin/ui/apps/{app}/secrets/{name}", put(ui_app_secret))
+        .route("/admin/ui/apps/{app}/config", put(ui_app_config))
         .with_state(s.clone());
     launch(
         System::Soar,

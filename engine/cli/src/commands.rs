@@ -35,6 +35,11 @@ pub struct Globals {
 
 static GLOBALS: std::sync::OnceLock<Globals> = std::sync::OnceLock::new();
 
+/// The global options of this invocation.
+pub fn globals() -> Globals {
+    GLOBALS.get().cloned().unwrap_or_default()
+}
+
 /// What commands share: the operator config and the plugin host (the action
 /// catalog and runner). The state is opened only by commands that need it
 /// ([`open_state`]), so `validate`, `list` and `show` never touch it; they
@@ -53,7 +58,7 @@ impl Env {
     /// [`Env::load`] with the operator config adjusted first (a rehearsal
     /// replaces every grant; `--guided` turns modeled actions off).
     pub fn load_with(adjust: impl FnOnce(rota_host::Config) -> rota_host::Config) -> anyhow::Result<Self> {
-        let globals = GLOBALS.get().cloned().unwrap_or_default();
+        let globals = globals();
         let config = adjust(load_config(globals.config.as_deref())?);
         crate::discover::add_config_dirs(&config.playbooks);
         let state_dir = rota_state::StateConfig::from_env()
@@ -71,6 +76,23 @@ impl Env {
             runner: host.clone(),
             host,
         })
+    }
+}
+
+impl Env {
+    /// The digest of every plugin the playbook's steps use, as journaled
+    /// with a run: a resume refuses (unless forced) when one changed.
+    pub fn plugin_digests(
+        &self,
+        loaded: &rota_core::load::Loaded,
+    ) -> std::collections::BTreeMap<String, String> {
+        rota_core::validate::sections(&loaded.playbook)
+            .into_iter()
+            .flat_map(|(_, steps)| steps.iter())
+            .filter_map(|s| s.uses.as_deref()?.split_once('.').map(|(p, _)| p))
+            .filter(|p| *p != "core")
+            .filter_map(|p| Some((p.to_owned(), self.host.plugin(p)?.digest.clone())))
+            .collect()
     }
 }
 
@@ -96,8 +118,7 @@ fn load_config(cli: Option<&std::path::Path>) -> anyhow::Result<rota_host::Confi
 /// The embedded state under `ROTA_STATE_DIR` (default: the XDG data dir),
 /// or its `rehearsal/` part with `--rehearsal`.
 pub fn open_state() -> anyhow::Result<Arc<State>> {
-    let rehearsal = GLOBALS.get().is_some_and(|g| g.rehearsal);
-    open_state_for(rehearsal)
+    open_state_for(globals().rehearsal)
 }
 
 /// The real state, or the rehearsal's (`<state dir>/rehearsal`, its own

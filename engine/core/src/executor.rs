@@ -874,10 +874,10 @@ impl Run<'_> {
                 let Some(spec) = spec else {
                     return Err((StepError::Invalid("action is not installed".to_owned()), 0));
                 };
-                let input = self
+                let rendered = self
                     .templates
                     .render_tree(&Value::Object(step.with.clone()), &self.context(item_value))
-                    .map_err(|(field, e)| (self.template_error(&format!("with.{field}"), e), 0))?;
+                    .map_err(|(field, e)| (self.template_error(&format!("with.{field}"), e), 0));
                 let described = match &step.describe {
                     Some(d) => Some(
                         self.templates
@@ -886,7 +886,22 @@ impl Run<'_> {
                     ),
                     None => None,
                 };
-                if self.opts.dry_run && !self.really_ran(Some(spec), path) {
+                let planned_only = self.opts.dry_run && !self.really_ran(Some(spec), path);
+                let input = match (rendered, &described) {
+                    // A plan still says what a changing step would do when only
+                    // its input waits on a step the plan does not run (e.g. the
+                    // secret a previous step would mint).
+                    (Err((StepError::KnownAtRunTime(_), _)), Some(d)) if planned_only => {
+                        self.emit(Event::WouldDo {
+                            id: step.id.clone(),
+                            description: format!("would {d}"),
+                            input: None,
+                        });
+                        return Ok((json!({}), 0));
+                    }
+                    (r, _) => r?,
+                };
+                if planned_only {
                     self.emit(Event::WouldDo {
                         id: step.id.clone(),
                         description: match described {

@@ -54,7 +54,7 @@ pub enum TemplateError {
 }
 
 /// Helpers playbooks may call, for messages.
-pub const HELPERS: &str = "eq, ne, gt, gte, lt, lte, and, or, not, len, default, json, contains, now, date_add, date_sub, before, after";
+pub const HELPERS: &str = "eq, ne, gt, gte, lt, lte, and, or, not, len, default, json, contains, split, now, date_add, date_sub, before, after";
 
 /// handlebars' own helpers that stay registered.
 const BUILTIN_HELPERS: [&str; 16] = [
@@ -240,6 +240,31 @@ fn helpers() -> Vec<(&'static str, std::ops::RangeInclusive<usize>, HelperFn)> {
             serde_json::to_string(&v)
                 .map(Value::String)
                 .map_err(|e| e.to_string())
+        }),
+        // A list typed at a manual step's prompt ("a, b") feeds a for_each
+        // like an action's list output would.
+        ("split", 1..=2, |a, _| match (a.first(), a.get(1)) {
+            (Some(Value::String(s)), sep) => {
+                let sep = match sep {
+                    None => ",",
+                    Some(Value::String(sep)) if !sep.is_empty() => sep.as_str(),
+                    Some(other) => {
+                        return Err(format!(
+                            "the separator must be a non-empty string, got {}",
+                            type_name(other)
+                        ));
+                    }
+                };
+                Ok(Value::Array(
+                    s.split(sep)
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                        .map(|x| Value::String(x.to_owned()))
+                        .collect(),
+                ))
+            }
+            (Some(other), _) => Err(format!("expected a string, got {}", type_name(other))),
+            (None, _) => Err("expected a string".to_owned()),
         }),
         ("contains", 2..=2, |a, _| match (a.first(), a.get(1)) {
             (Some(Value::Array(items)), Some(x)) => Ok(Value::Bool(items.contains(x))),
@@ -683,6 +708,23 @@ mod tests {
         assert!(matches!(
             t.render_value("{{before \"x\" (now)}}", &ctx()),
             Err(TemplateError::Helper(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn split_turns_typed_text_into_a_list() -> Result<(), TemplateError> {
+        let t = t();
+        let c = json!({"inputs": {"apps": " fn_a, fn_b,,fn_c ", "empty": "", "n": 3}});
+        assert_eq!(
+            t.render_value("{{split inputs.apps}}", &c)?,
+            json!(["fn_a", "fn_b", "fn_c"])
+        );
+        assert_eq!(t.render_value("{{split inputs.empty}}", &c)?, json!([]));
+        assert_eq!(t.render_value("{{split \"a;b\" \";\"}}", &c)?, json!(["a", "b"]));
+        assert!(matches!(
+            t.render_value("{{split inputs.n}}", &c),
+            Err(TemplateError::Helper(m)) if m.contains("expected a string, got an integer")
         ));
         Ok(())
     }

@@ -176,10 +176,19 @@ impl Request {
             Ok(r) => Ok(Response { inner: r }),
             Err(wit::HttpError::Denied(m)) => Err(Error::Denied(m)),
             Err(wit::HttpError::Invalid(m)) => Err(Error::InvalidInput(m)),
-            Err(wit::HttpError::Timeout(m))
-            | Err(wit::HttpError::Transport(m))
-            | Err(wit::HttpError::TooLarge(m))
-            | Err(wit::HttpError::CaptureFailed(m)) => Err(Error::Internal(m)),
+            // No answer is a passing failure the executor may retry (after
+            // reconciling a changing call): reported like a gateway would.
+            Err(wit::HttpError::Transport(m)) => Err(Error::Upstream {
+                status: 502,
+                body_excerpt: format!("no answer: {m}"),
+            }),
+            Err(wit::HttpError::Timeout(m)) => Err(Error::Upstream {
+                status: 504,
+                body_excerpt: format!("no answer in time: {m}"),
+            }),
+            Err(wit::HttpError::TooLarge(m)) | Err(wit::HttpError::CaptureFailed(m)) => {
+                Err(Error::Internal(m))
+            }
         }
     }
 }

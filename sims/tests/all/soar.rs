@@ -76,20 +76,32 @@ async fn soar_seed_procedure_happy_path() -> TestResult {
     let (_, apps) = api
         .call(reqwest::Method::GET, &format!("/rest/orgs/{org}/apps"), None)
         .await?;
-    let users: Vec<(u64, u64)> = apps
+    // The App Secret each app reads its secret from: `api_key_secret=$<name>`.
+    let users: Vec<(u64, u64, String)> = apps
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|a| {
-            a["current_installation"]["executables"][0]["config_string"]
-                .as_str()
-                .is_some_and(|c| c.contains(&format!("api_key_id={api_key_id}")))
+        .filter_map(|a| {
+            let config = a["current_installation"]["executables"][0]["config_string"].as_str()?;
+            if !config.contains(&format!("api_key_id={api_key_id}")) {
+                return None;
+            }
+            let secret = config.lines().find_map(|l| l.strip_prefix("api_key_secret=$"))?;
+            Some((
+                a["id"].as_u64()?,
+                a["current_installation"]["id"].as_u64()?,
+                secret.to_owned(),
+            ))
         })
-        .filter_map(|a| Some((a["id"].as_u64()?, a["current_installation"]["id"].as_u64()?)))
         .collect();
     assert_eq!(users.len(), 2, "two apps share the key");
+    assert_eq!(
+        users.iter().map(|u| u.2.as_str()).collect::<Vec<_>>(),
+        ["fn_soar_utils", "soar_api_key_secret"],
+        "fn_soar_utils names its App Secret after the account, fn_misp does not"
+    );
     // 2. Undeploy them.
-    for (app, inst) in &users {
+    for (app, inst, _) in &users {
         let (st, r) = api
             .call(
                 reqwest::Method::PUT,
@@ -112,7 +124,8 @@ async fn soar_seed_procedure_happy_path() -> TestResult {
     assert_eq!(s(&regen, "/api_key_id")?, api_key_id);
     let new_secret = s(&regen, "/api_key_secret")?;
     // 4. Update each app's secret, 5. redeploy.
-    for (app, inst) in &users {
+    let regenerated_at = u(&regen, "/last_modified_date")?;
+    for (app, inst, secret) in &users {
         let (_, names) = api
             .call(
                 reqwest::Method::GET,
@@ -120,15 +133,25 @@ async fn soar_seed_procedure_happy_path() -> TestResult {
                 None,
             )
             .await?;
-        assert_eq!(names, json!([{"name": "fn_soar_utils", "protected": true}]));
-        let (st, _) = api
+        assert_eq!(names.as_array().map(Vec::len), Some(1), "{names}");
+        assert_eq!(names[0]["name"], secret.as_str());
+        assert!(
+            u(&names, "/0/last_modified_date")? < regenerated_at,
+            "set before the regeneration: {names}"
+        );
+        let (st, set) = api
             .call(
                 reqwest::Method::PUT,
-                &format!("/rest/orgs/{org}/apps/{app}/installations/{inst}/secrets/fn_soar_utils"),
+                &format!("/rest/orgs/{org}/apps/{app}/installations/{inst}/secrets/{secret}"),
                 Some(json!({"value": new_secret, "protected": true})),
             )
             .await?;
         assert_eq!(st, StatusCode::OK);
+        assert!(
+            u(&set, "/last_modified_date")? >= regenerated_at,
+            "set after the regeneration: {set}"
+        );
+        assert!(set.get("value").is_none(), "the value is never echoed: {set}");
         api.call(
             reqwest::Method::PUT,
             &format!("/rest/orgs/{org}/apps/{app}/installations/{inst}"),
@@ -329,6 +352,126 @@ async fn soar_app_secret_values_are_never_returned() -> TestResult {
     for v in [list, app, get(&sims, System::Soar).state()] {
         assert!(!v.to_string().contains("s3cr3t-value-xyz"));
     }
+    sims.shutdown().await;
+    Ok(())
+}
+
+/// Guards: the UI stand-ins do what the seed's clicks do: Undeploy, Regenerate
+/// then Copy to Clipboard, paste into the App Secret and Update, Deploy.
+#[tokio::test]
+async fn soar_ui_clicks_undeploy_paste_the_copied_secret_and_deploy() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Soar);
+    let api = Soar::of(&sims).await?;
+    let click = |path: &str| format!("{}{path}", h.admin_origin());
+    let r = http()
+        .post(click("/admin/ui/apps/fn_misp/undeploy"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let app: Value = r.json().await?;
+    assert_eq!(app["current_installation"]["status"], "undeployed");
+    // Nothing copied yet: pasting is refused in SOAR's envelope.
+    let r = http()
+        .put(click("/admin/ui/apps/8/secrets/soar_api_key_secret"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await?["success"], false);
+    let regen = admin_post(h, "/admin/ui/api_keys/12/regenerate", json!({})).await?;
+    let r = http()
+        .put(click("/admin/ui/apps/fn_misp/secrets/soar_api_key_secret"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = http().post(click("/admin/ui/apps/8/deploy")).send().await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let tick = h.tick().await;
+    let misp = tick["logins"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["app"] == "fn_misp"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(misp["ok"], true, "fn_misp logs in with the pasted secret: {tick}");
+    let state = h.state();
+    let key = key(&state["state"]["apiKeys"], "fn_soar_utils")?.clone();
+    let misp = state["state"]["apps"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == "fn_misp"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        misp["current_installation"]["secrets"][0]["fingerprint"], key["secretFingerprint"],
+        "{misp}"
+    );
+    assert_eq!(
+        session(
+            &api.origin,
+            &s(&regen, "/api_key_id")?,
+            &s(&regen, "/api_key_secret")?
+        )
+        .await?
+        .0,
+        StatusCode::OK
+    );
+    sims.shutdown().await;
+    Ok(())
+}
+
+/// Guards: app.config edited on the Configuration tab may read the API key
+/// ID from an App Secret too; the App Host resolves it like the secret.
+#[tokio::test]
+async fn soar_app_config_may_read_the_key_id_from_an_app_secret() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Soar);
+    let keys = h.state()["state"]["apiKeys"].clone();
+    let api_key_id = s(key(&keys, "fn_soar_utils")?, "/api_key_id")?;
+    let click = |path: &str| format!("{}{path}", h.admin_origin());
+    let config = "[resilient]\nhost=soar.acme-security.example\norg=Acme Security\napi_key_id=${misp_key_id}\napi_key_secret=$soar_api_key_secret\n";
+    let r = http()
+        .put(click("/admin/ui/apps/fn_misp/config"))
+        .json(&json!({"config_string": config}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let tick = h.tick().await;
+    let misp = |t: &Value| {
+        t["logins"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["app"] == "fn_misp"))
+            .map(|l| l["ok"].clone())
+    };
+    assert_eq!(
+        misp(&tick),
+        Some(json!(false)),
+        "no App Secret misp_key_id yet: {tick}"
+    );
+    let r = http()
+        .put(click("/admin/ui/apps/fn_misp/secrets/misp_key_id"))
+        .json(&json!({"value": api_key_id}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(misp(&h.tick().await), Some(json!(true)));
+    sims.shutdown().await;
+    Ok(())
+}
+
+/// Guards: signing in changes nothing the admin state shows (a plan relies
+/// on reads leaving the vendor as it was).
+#[tokio::test]
+async fn soar_a_good_login_leaves_no_trace_in_the_state() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Soar);
+    let api = Soar::of(&sims).await?;
+    let before = h.state()["state"].clone();
+    assert_eq!(
+        session(&api.origin, &api.id, &api.secret).await?.0,
+        StatusCode::OK
+    );
+    api.call(reqwest::Method::GET, "/rest/orgs/201/apps", None)
+        .await?;
+    assert_eq!(h.state()["state"], before);
     sims.shutdown().await;
     Ok(())
 }

@@ -194,7 +194,7 @@ pub fn execute(
             playbook_name: loaded.playbook.name.clone(),
             playbook_path: loaded.source.name.clone(),
             playbook_digest: loaded.digest.clone(),
-            plugin_digests: BTreeMap::new(),
+            plugin_digests: env.plugin_digests(loaded),
             wait,
             resuming: mode != Mode::Fresh,
             aborting: mode == Mode::Abort,

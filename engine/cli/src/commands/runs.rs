@@ -65,6 +65,18 @@ impl Runs {
                 let record = state
                     .load_run(&id)
                     .map_err(|e| exit::usage(format!("error: {e}")))?;
+                if rehearsal() {
+                    // The simulators of a rehearsal ended with its process:
+                    // there is nothing left to compensate.
+                    let released = state
+                        .abort_run(&id)
+                        .map_err(|e| exit::usage(format!("error: {e}")))?;
+                    println!(
+                        "rehearsal run {id} aborted; {released} lock(s) released (its simulators ended with it, so \
+                         there was nothing to compensate)"
+                    );
+                    return Ok(exit::OK);
+                }
                 let (loaded, options) = match prepare(&env, &record, &id, None, true) {
                     Ok(p) => p,
                     Err(e) => {
@@ -114,6 +126,13 @@ impl Runs {
                 inputs_file,
                 output,
             } => {
+                if rehearsal() {
+                    return Err(exit::usage(format!(
+                        "error: run {id} is a rehearsal: its simulators ended with its process, so it cannot be \
+                         continued; `rota --rehearsal runs abort {id}` gives it up, and a new `rota run ... \
+                         --rehearse` starts afresh"
+                    )));
+                }
                 let env = Env::load()?;
                 let record = state
                     .load_run(&id)
@@ -196,6 +215,11 @@ fn in_flight_calls(
     Ok(out)
 }
 
+/// `--rehearsal`: the command reads the rehearsal state.
+fn rehearsal() -> bool {
+    crate::commands::globals().rehearsal
+}
+
 /// The playbook and options to continue (or abort) a journaled run.
 fn prepare(
     env: &Env,
@@ -212,7 +236,7 @@ fn prepare(
         ))
     })?;
     let refused: Vec<String> = record
-        .resume_blockers(&loaded.digest, &Default::default())
+        .resume_blockers(&loaded.digest, &env.plugin_digests(&loaded))
         .iter()
         .filter(|b| !(force && b.forceable()))
         .map(|b| {

@@ -623,3 +623,37 @@ async fn an_if_without_item_is_decided_before_the_for_each_list() {
         "an `if` reading item is still per item"
     );
 }
+
+/// Regression: a changing step whose input needs a secret an earlier
+/// changing step would mint still says, in a plan, what it would do.
+#[tokio::test(start_paused = true)]
+async fn a_plan_describes_a_step_whose_input_waits_on_an_unplanned_step() {
+    let fake = Fake::new(vec![
+        spec("mint", false, Basis::Documented, open()),
+        spec("hand", false, Basis::Documented, open()),
+    ]);
+    let h = harness(fake, Arc::new(Absent));
+    let yaml = "name: t\ndescription: t\nsteps:\n  - id: mint\n    uses: fake.mint\n  - id: hand\n    uses: fake.hand\n    for_each: [app-a, app-b]\n    describe: \"give {{item}} the new key\"\n    with: {key: \"{{steps.mint.outputs.key}}\", app: \"{{item}}\"}\n";
+    let plan = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    assert_eq!(run(&h, yaml, plan).await.outcome, Outcome::Planned);
+    let said: Vec<String> = h
+        .recorder
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::WouldDo { id, description, .. } if id == "hand" => Some(description),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        said,
+        vec![
+            "would give app-a the new key".to_owned(),
+            "would give app-b the new key".to_owned()
+        ]
+    );
+    assert!(h.fake.calls.lock().expect("lock").is_empty());
+}
