@@ -157,6 +157,15 @@ impl Tenant {
             .collect()
     }
 
+    /// The version of a stored secret that is current.
+    pub(crate) fn current_version(&self, name: &str) -> u32 {
+        self.versions(name)
+            .into_iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == "current"))
+            .map(|(v, _)| v)
+            .unwrap_or_else(|| panic!("{name} has no current version"))
+    }
+
     /// The leak scan over these outputs and the state dir, with every
     /// secret the operator view shows plus `more`.
     pub(crate) fn scan(&self, outputs: &[&Output], more: &[(&str, &str)]) {

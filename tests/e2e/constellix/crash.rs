@@ -52,16 +52,6 @@ fn points() -> Vec<String> {
         .collect()
 }
 
-/// The version of bob's secret key that is current.
-fn current_version(tenant: &Tenant) -> u32 {
-    tenant
-        .versions(BOB_SECRET)
-        .into_iter()
-        .find(|(_, stages)| stages.iter().any(|s| s == "current"))
-        .map(|(v, _)| v)
-        .expect("a current version")
-}
-
 /// Crashes at `point`, resumes, and checks the end state; Err says why not.
 fn crash_and_resume(point: &str) -> Result<(), String> {
     let tenant = Tenant::start(r#"{"seed": 3003}"#, true);
@@ -120,7 +110,7 @@ fn crash_and_resume(point: &str) -> Result<(), String> {
             new["secretKeyFingerprint"]
         );
         assert_eq!(dns["failedCalls"], 0, "{dns}");
-        let version = current_version(&tenant);
+        let version = tenant.current_version(BOB_SECRET);
         let secret = tenant.reveal(BOB_SECRET, version);
         let api_key = new["apiKey"].as_str().unwrap_or_default();
         assert_eq!(

@@ -1,7 +1,7 @@
-//! Faults during the rollover. Transient: about a fifth of every call to
-//! Constellix and to the consumer service fails (503 or 429 with
-//! Retry-After), for three named fault seeds; each run still completes,
-//! by retrying. Permanent: a changing step fails for good; the run fails,
+//! Faults during the rollover. Transient: about a quarter of every call to
+//! Constellix and to the consumer service fails (503, 429 with Retry-After,
+//! or a dropped connection), for three named fault seeds; each run still
+//! completes, by retrying. Permanent: a changing step fails for good; the run fails,
 //! the compensation puts the integration back on the old key and deletes
 //! the new one where that is safe, and no key or secret is lost.
 //!
@@ -20,11 +20,13 @@ fn transient(fault_seed: u64) -> String {
         "faults": {
             "constellix": [
                 {"path": "/**", "rate": 0.1, "kind": "status", "status": 503},
-                {"path": "/**", "rate": 0.12, "kind": "rate_limit", "retry_after_secs": 1}
+                {"path": "/**", "rate": 0.12, "kind": "rate_limit", "retry_after_secs": 1},
+                {"path": "/**", "rate": 0.05, "kind": "drop"}
             ],
             "consumers": [
                 {"path": "/**", "rate": 0.1, "kind": "status", "status": 502},
-                {"path": "/**", "rate": 0.12, "kind": "rate_limit", "retry_after_secs": 1}
+                {"path": "/**", "rate": 0.12, "kind": "rate_limit", "retry_after_secs": 1},
+                {"path": "/**", "rate": 0.05, "kind": "drop"}
             ]
         }
     })
@@ -125,6 +127,48 @@ fn a_503_on_the_capturing_generate_call_is_retried() {
     );
     assert_eq!(keys_of(&tenant.constellix(), 102)[0]["id"], 1004);
     let secret = tenant.reveal(BOB_SECRET, 2);
+    tenant.scan(&[&out], &[("bob's new secret key", &secret)]);
+}
+
+/// The answer to the generate call is cut off after Constellix made the key:
+/// its secret key never reached rota, so the failed call is reconciled (the
+/// key is found by the snapshot's difference and revoked) before the retry
+/// mints the key bob keeps.
+#[test]
+fn a_truncated_generate_answer_revokes_the_key_it_made_and_mints_another() {
+    let settings = json!({"seed": 3003, "fault_seed": 5, "faults": {"constellix": [
+        {"method": "POST", "path": "/v4/users/me/apikeys", "rate": 0.5, "kind": "truncate"}]}});
+    let tenant = Tenant::start(&settings.to_string(), true);
+    let out = tenant.run(&tenant.bob_inputs(""), &["--yes", "--output", "json"]);
+    assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(fault_log(&tenant, "constellix").len(), 1, "one truncated answer");
+    let state = tenant.constellix();
+    let bob = keys_of(&state, 102);
+    assert_eq!(bob.len(), 1, "{bob:?}");
+    assert_eq!(bob[0]["id"], 1005, "the key minted after the orphan");
+    assert_eq!(
+        audit_of(&state, 1004),
+        ["create", "delete"],
+        "the orphan was revoked"
+    );
+    assert_eq!(audit_of(&state, 1003), ["create", "delete"]);
+    let dns = tenant.consumer("constellix-dns-sync");
+    assert_eq!(
+        dns["credential"]["secretFingerprint"],
+        bob[0]["secretKeyFingerprint"]
+    );
+    let current = tenant.current_version(BOB_SECRET);
+    let secret = tenant.reveal(BOB_SECRET, current);
+    assert_eq!(
+        super::signed_status(
+            tenant.sims.api("constellix"),
+            bob[0]["apiKey"].as_str().unwrap_or(""),
+            &secret,
+            "/v4/domains"
+        ),
+        200,
+        "the current stored secret key is the kept key's"
+    );
     tenant.scan(&[&out], &[("bob's new secret key", &secret)]);
 }
 
