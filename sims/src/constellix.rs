@@ -252,6 +252,17 @@ impl CState {
         Ok(v)
     }
 
+    /// Deletes a user's key, logging the delete; false if there is no such key.
+    fn delete(&mut self, user_id: u64, key_id: u64, ip: &str, now: OffsetDateTime) -> bool {
+        let before = self.keys.len();
+        self.keys.retain(|k| !(k.id == key_id && k.user_id == user_id));
+        if self.keys.len() == before {
+            return false;
+        }
+        self.log(user_id, key_id, "delete", ip, now);
+        true
+    }
+
     /// Shows a key's secret, logging the view.
     fn view(&mut self, user_id: u64, key_id: u64, ip: &str, now: OffsetDateTime) -> Option<Value> {
         let secret = self
@@ -279,6 +290,21 @@ impl Constellix {
             api_key: k.map(|k| k.api_key.clone()).unwrap_or_default(),
             secret_key: k.map(|k| k.secret_key.clone()).unwrap_or_default(),
         }
+    }
+
+    /// Looks a key up by its ID, as the credential an integration holds: the
+    /// stand-in for an operator copying a key from the portal into an
+    /// integration by hand (the consumer service's `switch`).
+    pub(crate) fn key_source(self: &Arc<Self>) -> crate::consumers::KeySource {
+        let c = self.clone();
+        Arc::new(move |key_id: &str| {
+            let st = lock(&c.state);
+            let k = st.keys.iter().find(|k| k.id.to_string() == key_id)?;
+            Some(Credential::Constellix {
+                api_key: k.api_key.clone(),
+                secret_key: k.secret_key.clone(),
+            })
+        })
     }
 
     /// Verifies the security token; Ok((user id, key id)).
@@ -470,14 +496,11 @@ async fn delete_key(
         Err(r) => return r,
     };
     let now = c.ctx.clock.now();
-    let mut st = lock(&c.state);
-    let before = st.keys.len();
-    st.keys.retain(|k| !(k.id == id && k.user_id == user));
-    if st.keys.len() == before {
-        return err(StatusCode::NOT_FOUND, "Not Found");
+    if lock(&c.state).delete(user, id, &ip(peer), now) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        err(StatusCode::NOT_FOUND, "Not Found")
     }
-    st.log(user, id, "delete", &ip(peer), now);
-    StatusCode::NO_CONTENT.into_response()
 }
 
 fn parse_time(s: &Option<String>) -> Result<Option<OffsetDateTime>, Response> {
@@ -574,15 +597,35 @@ async fn domains_v1(State(c): S, headers: HeaderMap) -> Response {
     json(StatusCode::OK, Value::Array(items))
 }
 
+/// The Add API Key window: `expiration` is the option picked, a number of
+/// months as text (`"10"`) or `"never"`; `expiresInMonths` is the API's field.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UiGenerate {
     #[serde(rename = "expiresInMonths", default)]
     expires_in_months: Option<u32>,
+    #[serde(default)]
+    expiration: Option<String>,
+}
+
+impl UiGenerate {
+    fn months(&self) -> Result<Option<u32>, String> {
+        match (self.expiration.as_deref(), self.expires_in_months) {
+            (None, m) => Ok(m),
+            (Some(_), Some(_)) => Err("give expiration or expiresInMonths, not both".to_owned()),
+            (Some("never"), None) => Ok(None),
+            (Some(text), None) => text
+                .trim()
+                .parse::<u32>()
+                .map(Some)
+                .map_err(|_| format!("expiration {text:?}: expected a number of months or \"never\"")),
+        }
+    }
 }
 
 async fn ui_generate(State(c): S, Path(user): Path<u64>, body: Bytes) -> Response {
-    let g = match parse_json::<UiGenerate>(&body) {
-        Ok(g) => g,
+    let months = match parse_json::<UiGenerate>(&body).and_then(|g| g.months()) {
+        Ok(m) => m,
         Err(e) => return err(StatusCode::BAD_REQUEST, &e),
     };
     let now = c.ctx.clock.now();
@@ -590,7 +633,7 @@ async fn ui_generate(State(c): S, Path(user): Path<u64>, body: Bytes) -> Respons
     if !st.users.iter().any(|u| u.id == user) {
         return err(StatusCode::NOT_FOUND, "Not Found");
     }
-    match st.generate(user, g.expires_in_months, "portal", now) {
+    match st.generate(user, months, "portal", now) {
         Ok(v) => json(StatusCode::CREATED, v),
         Err(r) => r,
     }
@@ -602,6 +645,64 @@ async fn ui_view(State(c): S, Path((user, id)): Path<(u64, u64)>) -> Response {
         Some(v) => json(StatusCode::OK, v),
         None => err(StatusCode::NOT_FOUND, "Not Found"),
     }
+}
+
+/// The profile page: the user's keys with their expiry, secrets hidden (not a view).
+async fn ui_profile(State(c): S, Path(user): Path<u64>) -> Response {
+    let st = lock(&c.state);
+    if !st.users.iter().any(|u| u.id == user) {
+        return err(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let keys: Vec<Value> = st
+        .keys
+        .iter()
+        .filter(|k| k.user_id == user)
+        .map(Key::json)
+        .collect();
+    json(StatusCode::OK, json!({"data": keys}))
+}
+
+/// Deleting a key on the profile page: logged like the API's delete.
+async fn ui_delete(State(c): S, Path((user, id)): Path<(u64, u64)>) -> Response {
+    let now = c.ctx.clock.now();
+    if lock(&c.state).delete(user, id, "portal", now) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        err(StatusCode::NOT_FOUND, "Not Found")
+    }
+}
+
+#[derive(Deserialize)]
+struct UiAudit {
+    /// Comma-separated key IDs; none: every entry.
+    #[serde(rename = "apiKeyIds", default)]
+    api_key_ids: Option<String>,
+}
+
+/// The administrator's export of the key audit log in the portal, with the
+/// counts a person reading it would make (stand-in for a guided step).
+async fn ui_audit(State(c): S, Query(q): Query<UiAudit>) -> Response {
+    let ids: Option<Vec<u64>> = match q.api_key_ids.as_deref().map(|s| {
+        s.split(',')
+            .map(|x| x.trim().parse::<u64>())
+            .collect::<Result<Vec<_>, _>>()
+    }) {
+        None => None,
+        Some(Ok(ids)) => Some(ids),
+        Some(Err(_)) => return err(StatusCode::BAD_REQUEST, "apiKeyIds: comma-separated key IDs"),
+    };
+    let st = lock(&c.state);
+    let entries: Vec<&Audit> = st
+        .audit
+        .iter()
+        .filter(|a| ids.as_ref().is_none_or(|ids| ids.contains(&a.api_key_id)))
+        .collect();
+    let count = |action: &str| entries.iter().filter(|a| a.action == action).count();
+    json(
+        StatusCode::OK,
+        json!({"data": entries.iter().map(|a| a.json()).collect::<Vec<_>>(),
+               "counts": {"create": count("create"), "view": count("view"), "delete": count("delete")}}),
+    )
 }
 
 fn operator_view(c: &Constellix) -> Value {
@@ -642,8 +743,16 @@ pub(crate) async fn start(
         .layer(axum::middleware::from_fn_with_state(c.clone(), rate_headers))
         .with_state(c.clone());
     let admin = Router::new()
-        .route("/admin/ui/users/{user}/apikeys", axum::routing::post(ui_generate))
+        .route(
+            "/admin/ui/users/{user}/apikeys",
+            get(ui_profile).post(ui_generate),
+        )
+        .route(
+            "/admin/ui/users/{user}/apikeys/{id}",
+            axum::routing::delete(ui_delete),
+        )
         .route("/admin/ui/users/{user}/apikeys/{id}/secret", get(ui_view))
+        .route("/admin/ui/audit/apikeys", get(ui_audit))
         .with_state(c.clone());
     let h = launch(
         System::Constellix,

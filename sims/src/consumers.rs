@@ -58,7 +58,20 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+/// Finds a vendor key by its ID as the credential an integration would hold
+/// (the stand-in for an operator copying a key out of the vendor's portal).
+pub(crate) type KeySource = Arc<dyn Fn(&str) -> Option<Credential> + Send + Sync>;
+
 impl Credential {
+    /// The key half, which integrations and the registry show in clear.
+    fn key(&self) -> &str {
+        match self {
+            Credential::Plex { client_id, .. } => client_id,
+            Credential::Plytix { api_key, .. } | Credential::Constellix { api_key, .. } => api_key,
+            Credential::Soar { api_key_id, .. } => api_key_id,
+        }
+    }
+
     fn system(&self) -> System {
         match self {
             Credential::Plex { .. } => System::Plex,
@@ -152,6 +165,7 @@ pub(crate) struct Consumers {
     ctx: Ctx,
     http: reqwest::Client,
     fixtures: Vec<(String, System, String, Credential)>,
+    sources: std::collections::BTreeMap<System, KeySource>,
     state: Mutex<Vec<Consumer>>,
 }
 
@@ -366,6 +380,48 @@ async fn check_now(State(c): S, Path(id): Path<String>) -> Response {
     }
 }
 
+/// The operator's hands on a rollover without a registry API: every
+/// integration of `vendor` holding key `from_key` gets the vendor's key
+/// `to_key_id` pasted in (both halves, as copied from the vendor's portal).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Switch {
+    vendor: System,
+    from_key: String,
+    to_key_id: String,
+}
+
+async fn switch_by_hand(State(c): S, body: Bytes) -> Response {
+    let sw = match parse_json::<Switch>(&body) {
+        Ok(sw) => sw,
+        Err(e) => return err(StatusCode::BAD_REQUEST, &e),
+    };
+    let Some(source) = c.sources.get(&sw.vendor) else {
+        return err(
+            StatusCode::NOT_FOUND,
+            &format!("no {} keys can be copied by hand here", sw.vendor.name()),
+        );
+    };
+    let Some(cred) = source(&sw.to_key_id) else {
+        return err(
+            StatusCode::NOT_FOUND,
+            &format!("{} has no key {}", sw.vendor.name(), sw.to_key_id),
+        );
+    };
+    let now = c.ctx.clock.now();
+    let mut st = lock(&c.state);
+    let mut switched = Vec::new();
+    for x in st
+        .iter_mut()
+        .filter(|x| x.system == sw.vendor && x.credential.key() == sw.from_key)
+    {
+        x.credential = cred.clone();
+        x.updated = Some(now);
+        switched.push(x.id.clone());
+    }
+    json(StatusCode::OK, json!({"switched": switched}))
+}
+
 #[derive(Deserialize)]
 struct NewConsumer {
     id: String,
@@ -396,6 +452,7 @@ async fn add(State(c): S, body: Bytes) -> Response {
 pub(crate) async fn start(
     ctx: Ctx,
     fixtures: Vec<Consumer>,
+    sources: std::collections::BTreeMap<System, KeySource>,
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> std::io::Result<SimHandle> {
@@ -411,6 +468,7 @@ pub(crate) async fn start(
         ctx: ctx.clone(),
         http,
         fixtures: seeds,
+        sources,
         state: Mutex::new(fixtures),
     });
     let api = Router::new()
@@ -423,6 +481,7 @@ pub(crate) async fn start(
     let admin = Router::new()
         .route("/admin/consumers", post(add))
         .route("/admin/consumers/{id}/tick", post(check_now))
+        .route("/admin/ui/consumers/switch", post(switch_by_hand))
         .with_state(c.clone());
     launch(
         System::Consumers,

@@ -61,11 +61,18 @@
 //!   /admin/ui/api-keys/{key}/password` (eye icon), `PATCH
 //!   /admin/ui/api-keys/{key}` (pencil, *Save API Key*) and `DELETE
 //!   /admin/ui/api-keys/{key}` (bin icon), a row addressed by id or API
-//!   key; Constellix
-//!   `POST /admin/ui/users/{userId}/apikeys` (*Generate*) and
-//!   `GET /admin/ui/users/{userId}/apikeys/{id}/secret` (view, logged).
-//! - Consumers only: `POST /admin/consumers` `{"id","origin","credential"}`
-//!   and `POST /admin/consumers/{id}/tick`.
+//!   key; Constellix `GET /admin/ui/users/{userId}/apikeys` (the profile's
+//!   key list), `POST /admin/ui/users/{userId}/apikeys`
+//!   `{"expiration":"10"|"never"}` (*Generate*), `DELETE
+//!   /admin/ui/users/{userId}/apikeys/{id}` (delete, logged), `GET
+//!   /admin/ui/users/{userId}/apikeys/{id}/secret` (view, logged) and `GET
+//!   /admin/ui/audit/apikeys?apiKeyIds=1,2` (the administrator's export,
+//!   with counts per action).
+//! - Consumers only: `POST /admin/consumers` `{"id","origin","credential"}`,
+//!   `POST /admin/consumers/{id}/tick`, and `POST /admin/ui/consumers/switch`
+//!   `{"vendor","from_key","to_key_id"}` (an operator pasting a vendor key,
+//!   looked up by ID, into every integration that held `from_key`; Constellix
+//!   keys only).
 //!
 //! # Fixtures (ids and values deterministic for a seed; dates relative to now)
 //!
@@ -280,7 +287,8 @@ impl Sims {
                 constellix_sim.consumer_credential(),
             ),
         ];
-        let consumers = consumers::start(ctx(), fixtures, &rx, &mut tasks)
+        let sources = BTreeMap::from([(System::Constellix, constellix_sim.key_source())]);
+        let consumers = consumers::start(ctx(), fixtures, sources, &rx, &mut tasks)
             .await
             .map_err(SimsError::Bind)?;
         let handles = vec![plex, dc, plytix, soar, constellix, consumers];

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use rota_core::inputs::Supplied;
 use rota_core::load::Loaded;
 use rota_core::operator::{Performed, StandIn};
 use rota_core::template::{Templates, system_clock, type_name};
@@ -47,15 +48,16 @@ pub struct Profile {
     /// simulator's operator view (`GET /admin/operator`): the credentials an
     /// operator's store would hold.
     #[serde(default)]
-    pub operator_secrets: BTreeMap<String, OperatorSecret>,
-    /// Playbook inputs read from a simulator's operator view: identifiers
-    /// the operator would type (an API key ID beside its stored password).
-    /// Given inputs and `inputs` win.
-    #[serde(default)]
-    pub operator_inputs: BTreeMap<String, OperatorSecret>,
+    pub operator_secrets: BTreeMap<String, OperatorValue>,
     /// Playbook inputs; `-i` and `--inputs` override them.
     #[serde(default)]
     pub inputs: Map<String, Value>,
+    /// Playbook inputs read from a simulator's operator view, for values the
+    /// fixtures generate from the seed (the public half of the operator's
+    /// credential, e.g. the API key paired with an operator secret). Like
+    /// `inputs`, `-i` and `--inputs` override them.
+    #[serde(default)]
+    pub operator_inputs: BTreeMap<String, OperatorValue>,
     /// Manual step id -> what the operator's hands do there.
     #[serde(default)]
     pub manual: BTreeMap<String, Hands>,
@@ -63,7 +65,7 @@ pub struct Profile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OperatorSecret {
+pub struct OperatorValue {
     pub system: System,
     /// RFC 6901 pointer into the operator view, e.g. `/apiKey/api_password`.
     pub pointer: String,
@@ -174,9 +176,9 @@ pub fn systems_used(loaded: &Loaded, profile: &Profile) -> BTreeSet<System> {
         .collect()
 }
 
-/// A string from a simulator's operator view; `field` names the profile
-/// entry for errors (`operator_secrets.<name>`).
-fn operator_value(sims: &Sims, field: &str, from: &OperatorSecret) -> anyhow::Result<String> {
+/// The text at `from` in a simulator's operator view; `field` names the
+/// profile entry for errors.
+fn operator_value(sims: &Sims, field: &str, from: &OperatorValue) -> anyhow::Result<String> {
     let view = sims.get(from.system).operator();
     match view.pointer(&from.pointer) {
         Some(Value::String(s)) => Ok(s.clone()),
@@ -196,16 +198,15 @@ fn operator_value(sims: &Sims, field: &str, from: &OperatorSecret) -> anyhow::Re
 }
 
 /// Adds the profile's operator inputs to what was supplied, unless given.
-pub fn operator_inputs(
-    profile: &Profile,
-    sims: &Sims,
-    values: &mut Map<String, Value>,
-) -> anyhow::Result<()> {
+pub fn seed_inputs(profile: &Profile, sims: &Sims, supplied: &mut Supplied) -> anyhow::Result<()> {
     for (name, from) in &profile.operator_inputs {
-        if !values.contains_key(name) {
-            let value = operator_value(sims, &format!("operator_inputs.{name}"), from)?;
-            values.insert(name.clone(), Value::String(value));
+        if supplied.values.contains_key(name) {
+            continue;
         }
+        let value = operator_value(sims, &format!("operator_inputs.{name}"), from)?;
+        supplied.values.insert(name.clone(), Value::String(value));
+        // Text read from a view is typed like `-i name=value`.
+        supplied.from_cli.push(name.clone());
     }
     Ok(())
 }

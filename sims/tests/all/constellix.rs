@@ -366,3 +366,102 @@ async fn constellix_ui_generate_returns_a_working_key() -> TestResult {
     sims.shutdown().await;
     Ok(())
 }
+
+/// The portal path of the rollover, as the guided playbook's stand-ins drive
+/// it: the profile lists keys without viewing a secret, Generate takes the
+/// Add API Key window's option, a delete on the profile is logged like the
+/// API's, and an integration gets the new key pasted in by hand.
+#[tokio::test]
+async fn constellix_portal_rollover_lists_generates_switches_and_deletes() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Constellix);
+    let consumers = get(&sims, System::Consumers);
+    let old = keys_of(&sims, BOB)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("bob has a key"))?;
+    let profile = admin_get(h, "/admin/ui/users/102/apikeys").await?;
+    assert_eq!(profile["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(profile["data"][0]["id"], old.id);
+    assert_eq!(profile["data"][0]["apiKey"], old.api_key.as_str());
+    assert!(
+        !profile.to_string().contains(&old.secret_key),
+        "the list shows no secret"
+    );
+
+    let never = admin_post(h, "/admin/ui/users/102/apikeys", json!({"expiration": "never"})).await?;
+    assert_eq!(never["data"]["expiresAt"], Value::Null);
+    let new_id = u(&never, "/data/id")?;
+    let bad = http()
+        .post(format!("{}/admin/ui/users/103/apikeys", h.admin_origin()))
+        .json(&json!({"expiration": "soon"}))
+        .send()
+        .await?;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let ten = admin_post(h, "/admin/ui/users/103/apikeys", json!({"expiration": "10"})).await?;
+    assert!(ten["data"]["expiresAt"].is_string(), "{ten}");
+
+    let switched = admin_post(
+        consumers,
+        "/admin/ui/consumers/switch",
+        json!({"vendor": "constellix", "from_key": old.api_key, "to_key_id": new_id.to_string()}),
+    )
+    .await?;
+    assert_eq!(switched, json!({"switched": ["constellix-dns-sync"]}));
+    let r = http()
+        .delete(format!(
+            "{}/admin/ui/users/102/apikeys/{}",
+            h.admin_origin(),
+            old.id
+        ))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let tick = admin_post(consumers, "/admin/tick", json!({})).await?;
+    let dns = tick["calls"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["consumer"] == "constellix-dns-sync"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(dns["ok"], true, "the integration works on the pasted key: {tick}");
+
+    let audit = h.state()["state"]["audit"].clone();
+    let of = |id: u64| -> Vec<(String, String)> {
+        audit
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["apiKeyId"] == id)
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap_or("").to_owned(),
+                    e["ip"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        of(old.id),
+        [
+            ("create".to_owned(), "203.0.113.10".to_owned()),
+            ("delete".to_owned(), "portal".to_owned())
+        ]
+    );
+    assert_eq!(of(new_id), [("create".to_owned(), "portal".to_owned())]);
+    let export = admin_get(
+        h,
+        &format!("/admin/ui/audit/apikeys?apiKeyIds={},{new_id}", old.id),
+    )
+    .await?;
+    assert_eq!(export["counts"], json!({"create": 2, "view": 0, "delete": 1}));
+    assert_eq!(export["data"].as_array().map(Vec::len), Some(3));
+    let unknown = http()
+        .post(format!("{}/admin/ui/consumers/switch", consumers.admin_origin()))
+        .json(&json!({"vendor": "constellix", "from_key": "x", "to_key_id": "9999"}))
+        .send()
+        .await?;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    sims.shutdown().await;
+    Ok(())
+}

@@ -99,10 +99,7 @@ impl Run {
         }
         let rt = runtime()?;
         let sims = rt.block_on(rehearse::start(&profile))?;
-        if let Err(e) = rehearse::operator_inputs(&profile, &sims, &mut supplied.values) {
-            rt.block_on(sims.shutdown());
-            return Err(e);
-        }
+        rehearse::seed_inputs(&profile, &sims, &mut supplied)?;
         let output = self.args.output;
         let systems = rehearse::systems_used(&loaded, &profile);
         let result = (|| {

@@ -123,9 +123,7 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
     // A capture the action may not make is refused before the vendor is
     // called, whatever it would answer.
     for spec in &req.capture {
-        if let http::CaptureInto::Step(name) = &spec.into {
-            step_target(ctx, name)?;
-        }
+        capture_target(ctx, spec)?;
     }
     let method = match req.method {
         http::Method::Get => reqwest::Method::GET,
@@ -307,6 +305,30 @@ fn read_key_id(doc: Option<&Value>, pointer: &str) -> Option<String> {
     }
 }
 
+/// Where a capture goes: one of the action's declared captures that the step
+/// maps to a secret, or a run-only (ephemeral) one; refused otherwise.
+fn capture_target(
+    ctx: &crate::host::CallCtx,
+    spec: &http::Capture,
+) -> Result<(String, CaptureTarget), http::HttpError> {
+    let fail = |m: String| http::HttpError::CaptureFailed(format!("{}.{}: {m}", ctx.plugin, ctx.action));
+    Ok(match &spec.into {
+        http::CaptureInto::Step(name) => (name.clone(), step_target(ctx, name)?),
+        http::CaptureInto::Ephemeral(label) => {
+            let name = format!("{}/ephemeral/{label}", ctx.plugin);
+            rota_core::secret::validate_secret_name(&name).map_err(fail)?;
+            (
+                label.clone(),
+                CaptureTarget {
+                    name,
+                    send_to: Vec::new(),
+                    ephemeral: true,
+                },
+            )
+        }
+    })
+}
+
 async fn capture(
     ctx: &crate::host::CallCtx,
     specs: &[http::Capture],
@@ -342,21 +364,7 @@ async fn capture_in_span(
     let mut out = Vec::new();
     for spec in specs {
         // Decide where it goes before touching the value.
-        let (label, target) = match &spec.into {
-            http::CaptureInto::Step(name) => (name.clone(), step_target(ctx, name)?),
-            http::CaptureInto::Ephemeral(label) => {
-                let name = format!("{}/ephemeral/{label}", ctx.plugin);
-                rota_core::secret::validate_secret_name(&name).map_err(fail)?;
-                (
-                    label.clone(),
-                    CaptureTarget {
-                        name,
-                        send_to: Vec::new(),
-                        ephemeral: true,
-                    },
-                )
-            }
-        };
+        let (label, target) = capture_target(ctx, spec)?;
         let value = match &spec.source {
             http::CaptureSource::Header(name) => {
                 let i = headers

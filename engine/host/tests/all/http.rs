@@ -29,10 +29,11 @@ async fn bearer_injection_reaches_the_vendor() -> TestResult {
     Ok(())
 }
 
-/// The echo plugin's `create-key` against `url`, its capture mapped to
-/// secret `vendor/acme/new-key` (also sent to `send_to`).
-fn create_key_call(f: &Fixture, url: &str, send_to: &[&str]) -> rota_core::ActionCall {
-    let admin = f.secret("vendor/admin", "admin-token", "echo", &[]);
+/// The echo plugin's `create-key` against `url`, signed with `token` (the
+/// test server wants "admin-token"), its capture mapped to secret
+/// `vendor/acme/new-key` (also sent to `send_to`).
+fn create_key_call(f: &Fixture, url: &str, token: &str, send_to: &[&str]) -> rota_core::ActionCall {
+    let admin = f.secret("vendor/admin", token, "echo", &[]);
     let mut call = f.call(
         "echo",
         "create-key",
@@ -53,7 +54,7 @@ fn create_key_call(f: &Fixture, url: &str, send_to: &[&str]) -> rota_core::Actio
 async fn create_key_captures_into_the_step_target() -> TestResult {
     let (addr, _server) = serve().await;
     let f = fixture(both(vec![origin(addr)]), None);
-    let call = create_key_call(&f, &format!("{}/keys", origin(addr)), &["other"]);
+    let call = create_key_call(&f, &format!("{}/keys", origin(addr)), "admin-token", &["other"]);
     let out = f.host.invoke(call).await?;
     assert_eq!(out["key_id"], json!("key-1"));
     let handle = SecretRef::from_json(&out["secret"]).ok_or("no handle in output")?;
@@ -71,6 +72,26 @@ async fn create_key_captures_into_the_step_target() -> TestResult {
         f.scope
             .binding("vendor/acme/new-key")
             .is_some_and(|b| b.send_to.contains("other"))
+    );
+    Ok(())
+}
+
+/// Regression: an error answer to a capturing call is the vendor's error
+/// (here a 401, retryable ones alike), not a capture failure, and nothing is
+/// stored.
+#[tokio::test]
+async fn an_error_answer_to_a_capturing_call_is_the_vendors_error() -> TestResult {
+    let (addr, _server) = serve().await;
+    let f = fixture(both(vec![origin(addr)]), None);
+    let call = create_key_call(&f, &format!("{}/keys", origin(addr)), "not-the-admin-token", &[]);
+    let e = f.host.invoke(call).await.err();
+    assert!(matches!(&e, Some(ActionError::Unauthorized(_))), "{e:?}");
+    assert!(
+        f.store
+            .versions("vendor/acme/new-key")
+            .map(|v| v.is_empty())
+            .unwrap_or(true),
+        "nothing was stored"
     );
     Ok(())
 }
@@ -184,7 +205,7 @@ async fn ephemeral_tokens_live_for_the_run_only() -> TestResult {
 async fn an_error_answer_is_not_captured_from_and_keeps_its_status() -> TestResult {
     let (addr, _server) = serve().await;
     let f = fixture(both(vec![origin(addr)]), None);
-    let call = create_key_call(&f, &format!("{}/status/503", origin(addr)), &[]);
+    let call = create_key_call(&f, &format!("{}/status/503", origin(addr)), "admin-token", &[]);
     let e = f.host.invoke(call).await.err();
     assert!(
         matches!(&e, Some(ActionError::Upstream { status: 503, .. })),
