@@ -166,6 +166,17 @@ impl Request {
         self
     }
 
+    /// Capture a response header as a run-only secret (never stored, bound
+    /// to this plugin), e.g. a session cookie from `Set-Cookie` (the host
+    /// keeps its `name=value` pair, ready to send back as `Cookie`).
+    pub fn capture_header_ephemeral(mut self, header: &str, label: &str) -> Self {
+        self.inner.capture.push(wit::Capture {
+            source: wit::CaptureSource::Header(header.to_owned()),
+            into: wit::CaptureInto::Ephemeral(label.to_owned()),
+        });
+        self
+    }
+
     pub fn timeout_ms(mut self, ms: u32) -> Self {
         self.inner.timeout_ms = Some(ms);
         self
@@ -176,8 +187,13 @@ impl Request {
             Ok(r) => Ok(Response { inner: r }),
             Err(wit::HttpError::Denied(m)) => Err(Error::Denied(m)),
             Err(wit::HttpError::Invalid(m)) => Err(Error::InvalidInput(m)),
+            // No answer at all (refused, reset, dropped): the vendor is
+            // unreachable, which a retry may get past, as with a 502.
+            Err(wit::HttpError::Transport(m)) => Err(Error::Upstream {
+                status: 502,
+                body_excerpt: format!("no answer: {m}"),
+            }),
             Err(wit::HttpError::Timeout(m))
-            | Err(wit::HttpError::Transport(m))
             | Err(wit::HttpError::TooLarge(m))
             | Err(wit::HttpError::CaptureFailed(m)) => Err(Error::Internal(m)),
         }
