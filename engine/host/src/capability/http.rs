@@ -335,7 +335,12 @@ fn capture(
                     .iter()
                     .position(|h| h.name.eq_ignore_ascii_case(name))
                     .ok_or_else(|| fail(format!("the response has no header {name:?}")))?;
-                headers.remove(i).value
+                let value = headers.remove(i).value;
+                if name.eq_ignore_ascii_case("set-cookie") {
+                    cookie_pair(&value).ok_or_else(|| fail("the Set-Cookie header has no name=value".to_owned()))?
+                } else {
+                    value
+                }
             }
             http::CaptureSource::JsonPointer(ptr) => {
                 if json.is_none() {
@@ -377,6 +382,15 @@ fn capture(
     Ok(out)
 }
 
+/// The `name=value` of a `Set-Cookie` value: its attributes (`Path`,
+/// `HttpOnly`, ...) tell the client how to keep the cookie and are no part
+/// of what it sends back (RFC 6265 section 5.2).
+fn cookie_pair(set_cookie: &str) -> Option<String> {
+    let pair = set_cookie.split(';').next()?.trim();
+    let (name, _) = pair.split_once('=')?;
+    (!name.trim().is_empty()).then(|| pair.to_owned())
+}
+
 /// Removes and returns the value at an RFC 6901 pointer.
 fn take_pointer(doc: &mut Value, ptr: &str) -> Option<Value> {
     let (parent, last) = ptr.rsplit_once('/')?;
@@ -408,6 +422,17 @@ mod tests {
         assert_eq!(take_pointer(&mut doc, "/list/1"), Some(json!("b")));
         assert_eq!(take_pointer(&mut doc, "/missing"), None);
         assert_eq!(doc, json!({"key": {"id": "k1"}, "list": ["a"]}));
+    }
+
+    #[test]
+    fn a_set_cookie_capture_keeps_the_name_value_pair_only() {
+        assert_eq!(
+            cookie_pair("DCSESSION=abc123; Path=/; HttpOnly; SameSite=Lax").as_deref(),
+            Some("DCSESSION=abc123")
+        );
+        assert_eq!(cookie_pair("sid=x=y").as_deref(), Some("sid=x=y"));
+        assert_eq!(cookie_pair("=nameless; Path=/"), None);
+        assert_eq!(cookie_pair("no-pair-here"), None);
     }
 
     #[test]
