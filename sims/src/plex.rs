@@ -231,6 +231,17 @@ impl Plex {
         lock(&self.state).customers.clone()
     }
 
+    /// The value of one secret of a client application: what an operator
+    /// who copied it from the *New Secret* box pastes elsewhere.
+    pub(crate) fn secret_value(&self, client_id: &str, secret_id: &str) -> Option<String> {
+        let st = lock(&self.state);
+        let app = st.apps.iter().find(|a| a.client_id == client_id)?;
+        app.secrets
+            .iter()
+            .find(|s| s.id == secret_id)
+            .map(|s| s.value.clone())
+    }
+
     /// A client application's id and its newest secret, for the fixtures of
     /// the systems that hold them (DemandCaster's PCN connections).
     pub(crate) fn app_credential(&self, name: &str) -> Option<(String, String)> {
@@ -487,15 +498,116 @@ fn resource_auth(p: &Plex, headers: &HeaderMap) -> Result<(), Response> {
     Ok(())
 }
 
-async fn parts(State(p): S, headers: HeaderMap) -> Response {
+#[derive(Deserialize)]
+struct PartsQuery {
+    number: Option<String>,
+}
+
+/// The parts collection, filtered by `?number=` as Plex Connect collections
+/// filter by a field (VENDORS.md §1.2: `?lastName=smith`).
+async fn parts(State(p): S, headers: HeaderMap, Query(q): Query<PartsQuery>) -> Response {
     if let Err(r) = resource_auth(&p, &headers) {
         return r;
     }
-    json(StatusCode::OK, Value::Array(lock(&p.state).parts.clone()))
+    let all = lock(&p.state).parts.clone();
+    let list = all
+        .into_iter()
+        .filter(|part| {
+            q.number
+                .as_ref()
+                .is_none_or(|n| part.get("number").and_then(Value::as_str) == Some(n))
+        })
+        .collect();
+    json(StatusCode::OK, Value::Array(list))
 }
 
 async fn ui_add_secret(State(p): S, Path(client_id): Path<String>, body: Bytes) -> Response {
     create_secret_response(&p, &client_id, &body)
+}
+
+#[derive(Deserialize)]
+struct ScreenQuery {
+    #[serde(rename = "customerId")]
+    customer_id: String,
+    name: String,
+}
+
+/// The Client Applications screen after *Search*, as the operator reads the
+/// row of the application they need (the guided path's stand-in).
+async fn ui_find_app(State(p): S, Query(q): Query<ScreenQuery>) -> Response {
+    let st = lock(&p.state);
+    match st
+        .apps
+        .iter()
+        .find(|a| a.customer_id == q.customer_id && a.name == q.name)
+    {
+        Some(a) => json(
+            StatusCode::OK,
+            json!({"clientId": a.client_id, "name": a.name, "customerId": a.customer_id, "secretCount": a.secrets.len()}),
+        ),
+        None => err(StatusCode::NOT_FOUND, "No such client application."),
+    }
+}
+
+/// The secrets grid as the operator reads it: every row, plus the rows the
+/// seed procedure cares about (the oldest expired one, the newest valid one;
+/// `"none"` and `"-"` when there is no such row).
+async fn ui_secrets_grid(State(p): S, Path(client_id): Path<String>) -> Response {
+    let now = p.ctx.clock.now();
+    let st = lock(&p.state);
+    let Some(app) = st.apps.iter().find(|a| a.client_id == client_id) else {
+        return err(StatusCode::NOT_FOUND, "Client application not found.");
+    };
+    let rows: Vec<Value> = app
+        .secrets
+        .iter()
+        .map(|s| json!({"id": s.id, "createdDate": plex_date(s.created), "validUntil": plex_date(s.valid_until), "expired": s.valid_until <= now}))
+        .collect();
+    let expired = app
+        .secrets
+        .iter()
+        .filter(|s| s.valid_until <= now)
+        .min_by_key(|s| (s.valid_until, s.created));
+    let newest_valid = app
+        .secrets
+        .iter()
+        .filter(|s| s.valid_until > now)
+        .max_by_key(|s| (s.created, s.valid_until));
+    let described = |s: Option<&Secret>| match s {
+        Some(s) => (
+            s.id.clone(),
+            plex_date(s.created),
+            plex_date(s.valid_until),
+            (s.valid_until - now).whole_days(),
+        ),
+        None => ("none".to_owned(), "-".to_owned(), "-".to_owned(), 0),
+    };
+    let (eid, ecreated, euntil, _) = described(expired);
+    let (vid, vcreated, vuntil, vdays) = described(newest_valid);
+    json(
+        StatusCode::OK,
+        json!({
+            "rows": rows,
+            "expiredId": eid, "expiredCreated": ecreated, "expiredValidUntil": euntil,
+            "newestValidId": vid, "newestValidCreated": vcreated, "newestValidValidUntil": vuntil,
+            "newestValidDaysLeft": vdays,
+        }),
+    )
+}
+
+/// Selecting a secret's row and clicking *Delete*, then OK.
+async fn ui_delete_secret(State(p): S, Path((client_id, secret_id)): Path<(String, String)>) -> Response {
+    let mut st = lock(&p.state);
+    let Some(app) = st.app_mut(&client_id) else {
+        return err(StatusCode::NOT_FOUND, "Client application not found.");
+    };
+    let before = app.secrets.len();
+    app.secrets.retain(|s| s.id != secret_id);
+    if app.secrets.len() == before {
+        return err(StatusCode::NOT_FOUND, "Secret not found.");
+    }
+    st.tokens.retain(|_, t| t.secret_id != secret_id);
+    json(StatusCode::OK, json!({"deleted": secret_id}))
 }
 
 fn operator_view(p: &Plex) -> Value {
@@ -531,9 +643,14 @@ pub(crate) async fn start(
         .fallback(|| async { err(StatusCode::NOT_FOUND, "Resource not found.") })
         .with_state(p.clone());
     let admin = Router::new()
+        .route("/admin/ui/client-applications", get(ui_find_app))
         .route(
             "/admin/ui/client-applications/{client_id}/secrets",
-            post(ui_add_secret),
+            get(ui_secrets_grid).post(ui_add_secret),
+        )
+        .route(
+            "/admin/ui/client-applications/{client_id}/secrets/{secret_id}",
+            delete(ui_delete_secret),
         )
         .with_state(p.clone());
     let h = launch(
