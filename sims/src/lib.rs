@@ -53,7 +53,7 @@
 //!   Plex `POST /admin/ui/client-applications/{clientId}/secrets` (*Add*),
 //!   `GET /admin/ui/client-applications?customerId=&name=` (the app's row
 //!   after *Search*), `GET …/{clientId}/secrets` (the secrets grid, with the
-//!   oldest expired and newest valid row picked out) and `DELETE
+//!   first expired and first-to-expire valid row picked out) and `DELETE
 //!   …/{clientId}/secrets/{secretId}` (select the row, *Delete*, OK);
 //!   DemandCaster `GET /admin/ui/business-nodes/{id}`, `PUT
 //!   /admin/ui/business-nodes/{node}/pcns/{pcn}` (edit, *Save*; `pasteFromPlex:

@@ -550,8 +550,8 @@ async fn ui_find_app(State(p): S, Query(q): Query<ScreenQuery>) -> Response {
 }
 
 /// The secrets grid as the operator reads it: every row, plus the rows the
-/// seed procedure cares about (the oldest expired one, the newest valid one;
-/// `"none"` and `"-"` when there is no such row).
+/// seed procedure cares about (the expired one that expired first, the valid
+/// one that expires first; `"none"` and `"-"` when there is no such row).
 async fn ui_secrets_grid(State(p): S, Path(client_id): Path<String>) -> Response {
     let now = p.ctx.clock.now();
     let st = lock(&p.state);
@@ -568,11 +568,11 @@ async fn ui_secrets_grid(State(p): S, Path(client_id): Path<String>) -> Response
         .iter()
         .filter(|s| s.valid_until <= now)
         .min_by_key(|s| (s.valid_until, s.created));
-    let newest_valid = app
+    let next_to_expire = app
         .secrets
         .iter()
         .filter(|s| s.valid_until > now)
-        .max_by_key(|s| (s.created, s.valid_until));
+        .min_by_key(|s| (s.valid_until, s.created));
     let described = |s: Option<&Secret>| match s {
         Some(s) => (
             s.id.clone(),
@@ -583,14 +583,14 @@ async fn ui_secrets_grid(State(p): S, Path(client_id): Path<String>) -> Response
         None => ("none".to_owned(), "-".to_owned(), "-".to_owned(), 0),
     };
     let (eid, ecreated, euntil, _) = described(expired);
-    let (vid, vcreated, vuntil, vdays) = described(newest_valid);
+    let (vid, vcreated, vuntil, vdays) = described(next_to_expire);
     json(
         StatusCode::OK,
         json!({
             "rows": rows,
             "expiredId": eid, "expiredCreated": ecreated, "expiredValidUntil": euntil,
-            "newestValidId": vid, "newestValidCreated": vcreated, "newestValidValidUntil": vuntil,
-            "newestValidDaysLeft": vdays,
+            "nextToExpireId": vid, "nextToExpireCreated": vcreated, "nextToExpireValidUntil": vuntil,
+            "nextToExpireDaysLeft": vdays,
         }),
     )
 }

@@ -195,18 +195,18 @@ fn list_secrets(ctx: &Context, input: ListSecretsIn) -> Result<Value, Error> {
             days_left: date::days_between(now, j.valid_until_ms),
         })
         .collect();
-    // The oldest expired secret is the one the procedure deletes; the newest
-    // valid one is what the consumer most likely holds now.
+    // The procedure deletes the expired secret that expired first, and
+    // replaces the valid secret that expires first (the one running out).
     let expired = grid
         .iter()
         .filter(|j| j.expired(now))
         .min_by_key(|j| (j.valid_until_ms, j.created_ms));
-    let previous = grid
+    let old = grid
         .iter()
         .filter(|j| !j.expired(now))
-        .max_by_key(|j| (j.created_ms, j.valid_until_ms));
+        .min_by_key(|j| (j.valid_until_ms, j.created_ms));
     let (expired_id, expired_created, expired_valid_until) = pick(expired);
-    let (previous_id, previous_created, previous_valid_until) = pick(previous);
+    let (old_id, old_created, old_valid_until) = pick(old);
     let inventory: Vec<Value> = grid
         .iter()
         .map(|j| {
@@ -226,10 +226,10 @@ fn list_secrets(ctx: &Context, input: ListSecretsIn) -> Result<Value, Error> {
         "expired_id": expired_id,
         "expired_created": expired_created,
         "expired_valid_until": expired_valid_until,
-        "previous_id": previous_id,
-        "previous_created": previous_created,
-        "previous_valid_until": previous_valid_until,
-        "previous_expiring": previous.is_some_and(|j| j.valid_until_ms <= now.saturating_add(window)),
+        "old_id": old_id,
+        "old_created": old_created,
+        "old_valid_until": old_valid_until,
+        "old_expiring": old.is_some_and(|j| j.valid_until_ms <= now.saturating_add(window)),
         "inventory": inventory,
     }))
 }
