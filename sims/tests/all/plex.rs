@@ -388,9 +388,9 @@ async fn plex_ui_screens_show_what_the_operator_reads() -> TestResult {
         "the older secret is the expired one"
     );
     assert_eq!(rows[0]["expired"], true);
-    assert_eq!(s(&grid, "/newestValidId")?, s(&rows[1], "/id")?);
+    assert_eq!(s(&grid, "/nextToExpireId")?, s(&rows[1], "/id")?);
     assert_eq!(
-        grid["newestValidDaysLeft"], 13,
+        grid["nextToExpireDaysLeft"], 13,
         "valid 14 more days, rounded down: {grid}"
     );
     assert_eq!(s(&grid, "/expiredValidUntil")?, s(&rows[0], "/validUntil")?);
