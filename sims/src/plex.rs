@@ -263,7 +263,9 @@ impl Simulator for Plex {
         json!({
             "customers": st.customers.iter().map(|c| json!({"customerId": c.pcn, "name": c.name, "tenantId": c.tenant_id})).collect::<Vec<_>>(),
             "portalKeys": st.portal_keys.iter().map(|k| json!({
-                "name": k.name, "consumerKey": k.consumer_key, "consumerSecretFingerprint": fingerprint(&k.consumer_secret)})).collect::<Vec<_>>(),
+                // The consumer key alone authenticates (X-Plex-Connect-Api-Key): a secret.
+                "name": k.name, "consumerKeyFingerprint": fingerprint(&k.consumer_key),
+                "consumerSecretFingerprint": fingerprint(&k.consumer_secret)})).collect::<Vec<_>>(),
             "clientApplications": st.apps.iter().map(|a| json!({
                 "clientId": a.client_id, "name": a.name, "customerId": a.customer_id,
                 "secrets": a.secrets.iter().map(|s| json!({

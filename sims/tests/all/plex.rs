@@ -418,3 +418,22 @@ async fn plex_ui_screens_show_what_the_operator_reads() -> TestResult {
     sims.shutdown().await;
     Ok(())
 }
+
+/// Regression: the portal consumer key authenticates on its own (it is the
+/// `X-Plex-Connect-Api-Key`), so admin state shows its fingerprint, never
+/// the key; only the operator view hands it out.
+#[tokio::test]
+async fn plex_admin_state_shows_the_portal_key_as_a_fingerprint() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Plex);
+    let key = Portal::of(&sims).await?.key;
+    let state = h.state();
+    assert!(!state.to_string().contains(&key), "{state}");
+    assert!(
+        state["state"]["portalKeys"][0]["consumerKeyFingerprint"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("sha256:"))
+    );
+    sims.shutdown().await;
+    Ok(())
+}
