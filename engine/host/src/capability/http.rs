@@ -247,7 +247,9 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
             Err(e) => return Err(transport_error(ctx, &origin.to_string(), &e)),
         }
     }
-    let captured = if req.capture.is_empty() {
+    // A vendor's error answer (a 503, a 429) carries no secret: the plugin
+    // sees the status and its typed error, which a retry may get past.
+    let captured = if req.capture.is_empty() || !(200..300).contains(&status) {
         Vec::new()
     } else {
         capture(ctx, &req.capture, &mut resp_headers, &mut bytes)?
