@@ -339,7 +339,8 @@ fn capture(
                     .ok_or_else(|| fail(format!("the response has no header {name:?}")))?;
                 let value = headers.remove(i).value;
                 if name.eq_ignore_ascii_case("set-cookie") {
-                    cookie_pair(&value).ok_or_else(|| fail("the Set-Cookie header has no name=value".to_owned()))?
+                    cookie_pair(&value)
+                        .ok_or_else(|| fail("the Set-Cookie header has no name=value".to_owned()))?
                 } else {
                     value
                 }
