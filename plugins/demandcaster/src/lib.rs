@@ -267,7 +267,7 @@ fn test_pcn_connection(ctx: &Context, input: PcnIn) -> Result<Value, Error> {
     match result.get("plexStatus").and_then(Value::as_u64) {
         Some(401 | 403) => Err(Error::Unauthorized(failed)),
         Some(429) => Err(Error::RateLimited { retry_after_ms: None }),
-        Some(status @ (400..=499 | 500..=599)) => Err(Error::Upstream {
+        Some(status @ 400..=599) => Err(Error::Upstream {
             status: u16::try_from(status).unwrap_or(502),
             body_excerpt: failed,
         }),
