@@ -197,6 +197,19 @@ impl PlexState {
         Some(body)
     }
 
+    /// Deletes one secret by ID, and the tokens issued for it; Err is the
+    /// 404 message.
+    fn delete_secret(&mut self, client_id: &str, secret_id: &str) -> Result<(), &'static str> {
+        let app = self.app_mut(client_id).ok_or("Client application not found.")?;
+        let before = app.secrets.len();
+        app.secrets.retain(|s| s.id != secret_id);
+        if app.secrets.len() == before {
+            return Err("Secret not found.");
+        }
+        self.tokens.retain(|_, t| t.secret_id != secret_id);
+        Ok(())
+    }
+
     /// Checks a client id + secret: Ok(secret id) or the 401 message.
     fn check_client(
         &self,
@@ -373,16 +386,9 @@ async fn delete_secret(
     if let Err(r) = portal_auth(&p, &headers) {
         return r;
     }
-    let mut st = lock(&p.state);
-    let Some(app) = st.app_mut(&client_id) else {
-        return err(StatusCode::NOT_FOUND, "Client application not found.");
-    };
-    let before = app.secrets.len();
-    app.secrets.retain(|s| s.id != secret_id);
-    if app.secrets.len() == before {
-        return err(StatusCode::NOT_FOUND, "Secret not found.");
+    if let Err(message) = lock(&p.state).delete_secret(&client_id, &secret_id) {
+        return err(StatusCode::NOT_FOUND, message);
     }
-    st.tokens.retain(|_, t| t.secret_id != secret_id);
     Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(axum::body::Body::empty())
@@ -599,17 +605,10 @@ async fn ui_secrets_grid(State(p): S, Path(client_id): Path<String>) -> Response
 
 /// Selecting a secret's row and clicking *Delete*, then OK.
 async fn ui_delete_secret(State(p): S, Path((client_id, secret_id)): Path<(String, String)>) -> Response {
-    let mut st = lock(&p.state);
-    let Some(app) = st.app_mut(&client_id) else {
-        return err(StatusCode::NOT_FOUND, "Client application not found.");
-    };
-    let before = app.secrets.len();
-    app.secrets.retain(|s| s.id != secret_id);
-    if app.secrets.len() == before {
-        return err(StatusCode::NOT_FOUND, "Secret not found.");
+    match lock(&p.state).delete_secret(&client_id, &secret_id) {
+        Ok(()) => json(StatusCode::OK, json!({"deleted": secret_id})),
+        Err(message) => err(StatusCode::NOT_FOUND, message),
     }
-    st.tokens.retain(|_, t| t.secret_id != secret_id);
-    json(StatusCode::OK, json!({"deleted": secret_id}))
 }
 
 fn operator_view(p: &Plex) -> Value {

@@ -31,7 +31,7 @@ pub(crate) const PLAYBOOK: &str = "plex-api-key-reset";
 pub(crate) const SECRET: &str = "plex/123456/demandcaster/client-secret";
 const PORTAL_KEY: &str = "ops/plex/portal-key";
 const DC_PASSWORD: &str = "ops/demandcaster/planner";
-const INPUTS: [&str; 10] = [
+pub(crate) const INPUTS: [&str; 10] = [
     "-i",
     "customer=123456",
     "-i",
@@ -625,9 +625,11 @@ steps:
     let mut rig = Rig::start("{}", true);
     rig.t = Test::new_in(&rig.t).file("probe.yaml", PROBE);
     let client = format!("client_id={}", rig.fixture.client_id);
-    let unknown = rig.rota(
-        "unknown id",
-        &[
+    let (old, valid_until) = (rig.fixture.old.0.clone(), rig.fixture.valid_until.clone());
+    let mut probe = |label: &str, secret_id: &str, only_if_expired: bool| {
+        let id = format!("secret_id={secret_id}");
+        let expired = format!("only_if_expired={only_if_expired}");
+        let args = [
             "run",
             "probe.yaml",
             "-i",
@@ -635,64 +637,33 @@ steps:
             "-i",
             &client,
             "-i",
-            "secret_id=00000000-0000-4000-8000-000000000000",
+            &id,
             "-i",
-            "only_if_expired=false",
-        ],
-        &[],
-    );
+            &expired,
+        ];
+        rig.rota(label, &args, &[])
+    };
+    let unknown = probe("unknown id", "00000000-0000-4000-8000-000000000000", false);
+    let valid = probe("valid as expired", &old, true);
+    let not_an_id = probe("not an id", "../secrets", false);
+    let client_id = rig.fixture.client_id.clone();
     assert_eq!(unknown.status, 1, "{}", unknown.stdout);
     assert!(
         unknown.stdout.contains(&format!(
-            "client {} has no secret 00000000-0000-4000-8000-000000000000",
-            rig.fixture.client_id
+            "client {client_id} has no secret 00000000-0000-4000-8000-000000000000"
         )) && unknown.stdout.contains("nothing was deleted"),
         "{}",
         unknown.stdout
     );
-    let old = format!("secret_id={}", rig.fixture.old.0);
-    let valid = rig.rota(
-        "valid as expired",
-        &[
-            "run",
-            "probe.yaml",
-            "-i",
-            "portal_key=ops/plex/portal-key",
-            "-i",
-            &client,
-            "-i",
-            &old,
-            "-i",
-            "only_if_expired=true",
-        ],
-        &[],
-    );
     assert_eq!(valid.status, 1, "{}", valid.stdout);
     assert!(
         valid.stdout.contains(&format!(
-            "secret {} of client {} is valid until {}: it was to be deleted as expired, so nothing was deleted",
-            rig.fixture.old.0, rig.fixture.client_id, rig.fixture.valid_until
+            "secret {old} of client {client_id} is valid until {valid_until}: it was to be deleted as expired, so nothing was deleted"
         )),
         "{}",
         valid.stdout
     );
-    let wildcard = rig.rota(
-        "not an id",
-        &[
-            "run",
-            "probe.yaml",
-            "-i",
-            "portal_key=ops/plex/portal-key",
-            "-i",
-            &client,
-            "-i",
-            "secret_id=../secrets",
-            "-i",
-            "only_if_expired=false",
-        ],
-        &[],
-    );
-    assert_eq!(wildcard.status, 1, "{}", wildcard.stdout);
+    assert_eq!(not_an_id.status, 1, "{}", not_an_id.stdout);
     assert_eq!(rig.plex_secrets().len(), 2, "nothing was deleted");
     rig.scan();
 }

@@ -74,6 +74,16 @@ impl Judged {
     }
 }
 
+/// Names for a message: "a, b" or "none".
+fn listing<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let items: Vec<&str> = items.collect();
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
 /// ID, created and valid-until of a picked secret, or the "none" answer.
 fn pick(j: Option<&Judged>) -> (&str, &str, &str) {
     match j {
@@ -128,15 +138,10 @@ fn list_client_applications(ctx: &Context, input: ListAppsIn) -> Result<Value, E
         let app = match found.as_slice() {
             [one] => *one,
             [] => {
-                let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
                 return Err(Error::NotFound(format!(
                     "PCN {} has no client application named {name:?} (it has: {})",
                     input.customer,
-                    if names.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        names.join(", ")
-                    }
+                    listing(apps.iter().map(|a| a.name.as_str()))
                 )));
             }
             many => {
@@ -144,10 +149,7 @@ fn list_client_applications(ctx: &Context, input: ListAppsIn) -> Result<Value, E
                     "PCN {} has {} client applications named {name:?} ({}); rota will not guess which one",
                     input.customer,
                     many.len(),
-                    many.iter()
-                        .map(|a| a.client_id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    listing(many.iter().map(|a| a.client_id.as_str()))
                 )));
             }
         };
@@ -271,16 +273,11 @@ fn delete_secret(ctx: &Context, input: DeleteIn) -> Result<Value, Error> {
         // This step's earlier attempt may have deleted it and lost the answer.
         [] if ctx.attempt > 1 => return Ok(input.deleted(None)),
         [] => {
-            let ids: Vec<&str> = grid.iter().map(|j| j.row.id.as_str()).collect();
             return Err(Error::NotFound(format!(
                 "client {} has no secret {} (its secrets: {}); nothing was deleted",
                 input.client_id,
                 input.secret_id,
-                if ids.is_empty() {
-                    "none".to_owned()
-                } else {
-                    ids.join(", ")
-                }
+                listing(grid.iter().map(|j| j.row.id.as_str()))
             )));
         }
         many => {

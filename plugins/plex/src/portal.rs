@@ -78,11 +78,7 @@ pub fn plex_error(doing: &str, resp: &Response) -> Error {
                 .collect::<String>()
         ),
     };
-    let retry_after_ms = resp
-        .header("retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| s.saturating_mul(1000));
-    Error::from_status(status, retry_after_ms, text.as_bytes())
+    resp.error_with(&text)
 }
 
 fn ok_or_plex_error(doing: &str, resp: Response) -> Result<Response, Error> {

@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::{Rig, reset_done};
+use super::{INPUTS, Rig, reset_done};
 use crate::pty::Pty;
 use crate::test::repo;
 
@@ -27,25 +27,10 @@ fn guided_reset_through_a_terminal_ends_like_the_automated_one() {
     let client = rig.fixture.client_id.clone();
     let playbook = repo().join("playbooks/plex-api-key-reset.yaml");
     let playbook = playbook.display().to_string();
-    let mut pty = Pty::spawn(
-        &rig.t,
-        &[
-            "run",
-            &playbook,
-            "-i",
-            "customer=123456",
-            "-i",
-            "portal_key=ops/plex/portal-key",
-            "-i",
-            "dc_username=planner@acme.example",
-            "-i",
-            "dc_password=ops/demandcaster/planner",
-            "-i",
-            "business_node=1042",
-            "--run-id",
-            "g1",
-        ],
-    );
+    let mut args = vec!["run", playbook.as_str()];
+    args.extend(INPUTS);
+    args.extend(["--run-id", "g1"]);
+    let mut pty = Pty::spawn(&rig.t, &args);
     let sims = rig.sims.clone();
     let admin = |method: &str, system: &str, path: &str, body: Option<Value>| {
         let (status, v) = sims.admin(method, system, path, body.as_ref());
