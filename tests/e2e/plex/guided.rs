@@ -181,3 +181,64 @@ fn guided_reset_through_a_terminal_ends_like_the_automated_one() {
     assert_eq!(rig.outcome(), reset_done());
     rig.scan();
 }
+
+/// Seed rules at a terminal, with the modeled actions on: rota's delete
+/// confirmation names the exact secret and dates (answered yes), and
+/// entering DemandCaster's business node waits for its own confirmation
+/// (answered no): the run stops there, and since DemandCaster never got the
+/// new secret, compensation deletes it at Plex and drops it from the store.
+#[test]
+fn declining_to_enter_the_business_node_stops_the_run_and_removes_the_unused_secret() {
+    let mut rig = Rig::start("{}", true);
+    let f = rig.fixture.clone();
+    let grid = rig.sims.admin(
+        "GET",
+        "plex",
+        &format!("/admin/ui/client-applications/{}/secrets", f.client_id),
+        None,
+    );
+    let playbook = repo()
+        .join("playbooks/plex-api-key-reset.yaml")
+        .display()
+        .to_string();
+    let mut args = vec!["run", playbook.as_str()];
+    args.extend(INPUTS);
+    args.extend(["--run-id", "d1"]);
+    let mut pty = Pty::spawn(&rig.t, &args);
+    pty.expect(&format!(
+        "? Delete the EXPIRED secret {} of DemandCaster (PCN 123456), created {}, valid until {}? \
+         Plex's own delete confirmation does not say which secret it deletes; rota deletes exactly this ID. [y/N] ",
+        f.expired.0,
+        text(&grid.1, "expiredCreated"),
+        text(&grid.1, "expiredValidUntil")
+    ));
+    pty.type_line("y");
+    pty.expect(
+        "? DemandCaster asks \"Are you sure you want to enter this company?\": enter business node 1042 \
+         (Acme Manufacturing)? [y/N] ",
+    );
+    pty.type_line("n");
+    let (code, seen) = pty.finish();
+    rig.keep("the terminal", &seen);
+    assert_eq!(code, 3, "declined: {seen}");
+    assert!(seen.contains("delete_unused_secret"), "{seen}");
+    assert_eq!(
+        rig.outcome(),
+        serde_json::json!({
+            "plex": ["old"],
+            "demandcaster": {"client_id": "unchanged", "secret": "old", "last_test_ok": null},
+            "store": [],
+            "untouched": true,
+        })
+    );
+    let dc = rig.sims.state("demandcaster");
+    assert!(
+        dc["sessions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|s| s["enteredBusinessNode"].is_null()),
+        "no business node was entered: {dc}"
+    );
+    rig.scan();
+}
