@@ -14,6 +14,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("HOSTILE", "rota_test_hostile"),
     ("FUTURE_ABI", "rota_test_future_abi"),
     ("MISSING_IMPORT", "rota_test_missing_import"),
+    ("KEYS", "rota_test_keys"),
 ];
 
 /// First-party vendor plugins (`plugins/<dir>`, crate `rota-plugin-<dir>`),

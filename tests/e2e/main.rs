@@ -10,6 +10,8 @@ mod plex;
 mod plugins;
 mod plytix;
 mod pty;
+#[cfg(feature = "crash-points")]
+mod reconcile;
 mod rehearsal;
 mod sims;
 mod soar;

@@ -55,7 +55,11 @@ fn plugins_list_and_inspect_show_declared_and_granted_capabilities() {
     let t = with_echo_plugin("http://127.0.0.1:9");
     let list = Test::new_in(&t).args(&["plugins", "list"]).run();
     assert_eq!(list.status, 0, "{}", list.stderr);
-    assert!(list.stdout.starts_with("echo "), "{}", list.stdout);
+    assert!(
+        list.stdout.lines().any(|l| l.starts_with("echo ")),
+        "{}",
+        list.stdout
+    );
     let inspect = Test::new_in(&t).args(&["plugins", "inspect", "echo"]).run();
     assert_eq!(inspect.status, 0, "{}", inspect.stderr);
     assert!(
@@ -160,4 +164,55 @@ fn a_secret_not_bound_to_the_plugin_is_refused() {
     assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("echo"), "{}", run.stderr);
     assert!(!run.stdout.contains("unbound-secret-1") && !run.stderr.contains("unbound-secret-1"));
+}
+
+/// A plugin replaced between the crash and the resume refuses the resume
+/// (naming the plugin and both digests) unless forced.
+#[cfg(feature = "crash-points")]
+#[test]
+fn a_changed_plugin_refuses_the_resume_unless_forced() {
+    let t = with_echo_plugin("http://127.0.0.1:9").file(
+        "p.yaml",
+        "name: t\ndescription: t\nsteps:\n  - id: say\n    uses: echo.echo\n    with: {message: one}\n  - id: again\n    uses: echo.echo\n    with: {message: two}\n",
+    );
+    let crashed = Test::new_in(&t)
+        .env("ROTA_CRASH_AT", "again:start")
+        .args(&["run", "p.yaml", "--run-id", "r1"])
+        .run();
+    assert!(
+        crashed.stderr.contains("crash point again:start reached"),
+        "{}",
+        crashed.stderr
+    );
+    let recorded = Test::new_in(&t)
+        .args(&["runs", "show", "r1", "--output", "json"])
+        .run();
+    let v: serde_json::Value = serde_json::from_str(&recorded.stdout).expect("JSON");
+    let digest = v["plugin_digests"]["echo"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        digest.len(),
+        64,
+        "the run journaled the plugin digest: {}",
+        recorded.stdout
+    );
+
+    // Same plugin, one more custom section: a different digest.
+    let wasm = t.path().join("plugins/echo.wasm");
+    let mut bytes = std::fs::read(&wasm).expect("read the plugin");
+    bytes.extend_from_slice(&[0, 6, 5, b'x', b'-', b'n', b'e', b'w']);
+    std::fs::write(&wasm, bytes).expect("rewrite the plugin");
+    let refused = Test::new_in(&t).args(&["runs", "resume", "r1"]).run();
+    assert_eq!(refused.status, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("echo"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&digest),
+        "names the recorded digest: {}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    let forced = Test::new_in(&t).args(&["runs", "resume", "r1", "--force"]).run();
+    assert_eq!(forced.status, 0, "{}{}", forced.stdout, forced.stderr);
 }

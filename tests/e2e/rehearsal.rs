@@ -256,3 +256,38 @@ fn standalone_simulators_serve_a_run_configured_like_a_tenant() {
     hits.extend(scanner.scan_rota_state(&t.state_dir()).expect("scan state"));
     assert_no_leaks(&hits);
 }
+
+/// Regression: a rehearsal interrupted by a crash cannot be continued (its
+/// simulators died with it) and must say so instead of calling real origins.
+#[cfg(feature = "crash-points")]
+#[test]
+fn an_interrupted_rehearsal_is_given_up_not_resumed() {
+    let t = rehearsal();
+    let out = Test::new_in(&t)
+        .args(&["run", "check.yaml", "--rehearse", "--yes", "--run-id", "r-9"])
+        .env("ROTA_CRASH_AT", "verify:start")
+        .run();
+    assert_ne!(out.status, 0, "the crash point aborts the process");
+    let resume = Test::new_in(&t)
+        .args(&["--rehearsal", "runs", "resume", "r-9"])
+        .run();
+    assert_eq!(resume.status, 2, "{}", resume.stderr);
+    assert!(
+        resume
+            .stderr
+            .contains("run r-9 is a rehearsal: its simulators ended with its process"),
+        "{}",
+        resume.stderr
+    );
+    let abort = Test::new_in(&t)
+        .args(&["--rehearsal", "runs", "abort", "r-9"])
+        .run();
+    assert_eq!(abort.status, 0, "{}", abort.stderr);
+    assert!(
+        abort.stdout.contains("rehearsal run r-9 aborted"),
+        "{}",
+        abort.stdout
+    );
+    let list = Test::new_in(&t).args(&["--rehearsal", "runs", "list"]).run();
+    assert!(list.stdout.contains("aborted"), "{}", list.stdout);
+}

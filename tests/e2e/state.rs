@@ -220,6 +220,7 @@ fn changing_actions_in_for_each_are_journaled() {
 #[cfg(feature = "crash-points")]
 mod crash {
     use super::*;
+    use crate::test::with_stage;
 
     /// Abort at every boundary of every step (and right after the manual
     /// secret is committed), then resume: the run completes, the secret typed
@@ -264,16 +265,7 @@ mod crash {
                 .args(&["secrets", "versions", "demo/key", "--output", "json"])
                 .run();
             let versions: serde_json::Value = serde_json::from_str(&versions.stdout).expect("JSON");
-            let current: Vec<&serde_json::Value> = versions
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|v| {
-                    v["stages"]
-                        .as_array()
-                        .is_some_and(|s| s.contains(&serde_json::json!("current")))
-                })
-                .collect();
+            let current = with_stage(&versions, "current");
             assert_eq!(
                 current.len(),
                 1,

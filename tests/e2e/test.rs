@@ -126,3 +126,18 @@ impl Test {
         out
     }
 }
+
+/// The entries of `rota secrets versions --output json` that carry `stage`.
+#[cfg(feature = "crash-points")]
+pub fn with_stage<'a>(versions: &'a serde_json::Value, stage: &str) -> Vec<&'a serde_json::Value> {
+    versions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| {
+            v["stages"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|x| x == stage))
+        })
+        .collect()
+}

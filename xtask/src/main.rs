@@ -202,7 +202,11 @@ fn crash_matrix(extra: &[String]) -> Result<(), String> {
         println!("{p:<w0$}  {point:<w1$}  {result}");
     }
     let failed = rows.iter().filter(|r| r.2 != "ok").count();
-    println!("{} points, {} ok, {failed} failed", rows.len(), rows.len() - failed);
+    println!(
+        "{} points, {} ok, {failed} failed",
+        rows.len(),
+        rows.len() - failed
+    );
     if !out.status.success() {
         return Err(format!("the crash tests failed ({})", out.status));
     }

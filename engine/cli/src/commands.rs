@@ -22,7 +22,7 @@ use rota_host::{HostOptions, PluginHost};
 use rota_state::State;
 
 use crate::cli::{Cli, Command};
-use crate::exit::{self, Exit};
+use crate::exit;
 
 /// Options every command sees.
 #[derive(Clone, Debug, Default)]
@@ -34,6 +34,11 @@ pub struct Globals {
 }
 
 static GLOBALS: std::sync::OnceLock<Globals> = std::sync::OnceLock::new();
+
+/// The global options of this invocation.
+pub fn globals() -> Globals {
+    GLOBALS.get().cloned().unwrap_or_default()
+}
 
 /// What commands share: the operator config and the plugin host (the action
 /// catalog and runner). The state is opened only by commands that need it
@@ -53,27 +58,41 @@ impl Env {
     /// [`Env::load`] with the operator config adjusted first (a rehearsal
     /// replaces every grant; `--guided` turns modeled actions off).
     pub fn load_with(adjust: impl FnOnce(rota_host::Config) -> rota_host::Config) -> anyhow::Result<Self> {
-        let globals = GLOBALS.get().cloned().unwrap_or_default();
+        let globals = globals();
         let config = adjust(load_config(globals.config.as_deref())?);
         crate::discover::add_config_dirs(&config.playbooks);
         let state_dir = rota_state::StateConfig::from_env()
             .map(|c| c.dir)
-            .map_err(|e| exit::Exit {
-                code: exit::ENVIRONMENT,
-                message: format!("error: {e}"),
-            })?;
+            .map_err(|e| exit::environment(format!("error: {e}")))?;
         let mut opts = HostOptions::new(state_dir);
         opts.target = globals.target.clone();
         opts.bundled = true;
-        let host = Arc::new(PluginHost::new(&config, opts).map_err(|e| exit::Exit {
-            code: exit::ENVIRONMENT,
-            message: format!("error: cannot start the plugin host: {e}"),
-        })?);
+        let host = Arc::new(
+            PluginHost::new(&config, opts)
+                .map_err(|e| exit::environment(format!("error: cannot start the plugin host: {e}")))?,
+        );
         Ok(Self {
             catalog: host.clone(),
             runner: host.clone(),
             host,
         })
+    }
+}
+
+impl Env {
+    /// The digest of every plugin the playbook's steps use, as journaled
+    /// with a run: a resume refuses (unless forced) when one changed.
+    pub fn plugin_digests(
+        &self,
+        loaded: &rota_core::load::Loaded,
+    ) -> std::collections::BTreeMap<String, String> {
+        rota_core::validate::sections(&loaded.playbook)
+            .into_iter()
+            .flat_map(|(_, steps)| steps.iter())
+            .filter_map(|s| s.uses.as_deref()?.split_once('.').map(|(p, _)| p))
+            .filter(|p| *p != "core")
+            .filter_map(|p| Some((p.to_owned(), self.host.plugin(p)?.digest.clone())))
+            .collect()
     }
 }
 
@@ -99,19 +118,14 @@ fn load_config(cli: Option<&std::path::Path>) -> anyhow::Result<rota_host::Confi
 /// The embedded state under `ROTA_STATE_DIR` (default: the XDG data dir),
 /// or its `rehearsal/` part with `--rehearsal`.
 pub fn open_state() -> anyhow::Result<Arc<State>> {
-    let rehearsal = GLOBALS.get().is_some_and(|g| g.rehearsal);
-    open_state_for(rehearsal)
+    open_state_for(globals().rehearsal)
 }
 
 /// The real state, or the rehearsal's (`<state dir>/rehearsal`, its own
 /// database and identity: simulated keys never mix with real ones).
 pub fn open_state_for(rehearsal: bool) -> anyhow::Result<Arc<State>> {
     let env_error = |e: rota_state::StateError| -> anyhow::Error {
-        Exit {
-            code: exit::ENVIRONMENT,
-            message: format!("error: cannot open rota's state: {e}"),
-        }
-        .into()
+        exit::environment(format!("error: cannot open rota's state: {e}"))
     };
     if !rehearsal {
         return State::open_default().map_err(env_error);
@@ -124,11 +138,7 @@ pub fn open_state_for(rehearsal: bool) -> anyhow::Result<Arc<State>> {
 
 /// A state error as an exit-4 error with context.
 pub fn state_error(what: &str, e: rota_state::StateError) -> anyhow::Error {
-    Exit {
-        code: exit::ENVIRONMENT,
-        message: format!("error: {what}: {e}"),
-    }
-    .into()
+    exit::environment(format!("error: {what}: {e}"))
 }
 
 pub fn execute(cli: Cli) -> anyhow::Result<i32> {

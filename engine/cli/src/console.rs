@@ -205,6 +205,7 @@ impl Reporter for Console {
                     Outcome::Failed => format!("run {run_id} failed"),
                     Outcome::Declined => format!("run {run_id} stopped: the operator declined"),
                     Outcome::Planned => format!("plan {run_id} finished: nothing was changed"),
+                    Outcome::Interrupted => format!("run {run_id} stopped: it is still interrupted"),
                 };
                 self.out(&line);
             }

@@ -43,6 +43,15 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
+/// An environment error (exit 4): I/O, state, configuration.
+pub fn environment(message: impl Into<String>) -> anyhow::Error {
+    Exit {
+        code: ENVIRONMENT,
+        message: message.into(),
+    }
+    .into()
+}
+
 pub fn code_of(e: &anyhow::Error) -> i32 {
     e.chain()
         .find_map(|c| c.downcast_ref::<Exit>().map(|x| x.code))

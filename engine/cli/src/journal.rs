@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rota_core::event::{Outcome, StepStatus};
-use rota_core::journal::{At, Journal, JournalError};
+use rota_core::journal::{At, IntentRecord, Journal, JournalError};
+use rota_core::reconcile::{Reconciled, Revoked};
 use rota_state::{
     Intent, Iteration, LockWait, RunOutcome, RunStart, State, StateError, StepEnd, StepKey, StepOutcome,
 };
@@ -94,20 +95,23 @@ impl Journal for StateJournal {
         self.state.step_started(run_id, &key(at), attempt).map_err(write)
     }
 
-    fn intent(
-        &self,
-        run_id: &str,
-        at: At<'_>,
-        action: &str,
-        input: &Value,
-        idempotency_key: &str,
-    ) -> Result<(), JournalError> {
+    fn intent(&self, run_id: &str, at: At<'_>, record: &IntentRecord<'_>) -> Result<(), JournalError> {
         let intent = Intent {
-            action: action.to_owned(),
-            input: input.clone(),
-            idempotency_key: Some(idempotency_key.to_owned()),
+            action: record.action.to_owned(),
+            input: record.input.clone(),
+            idempotency_key: Some(record.idempotency_key.to_owned()),
+            snapshot: record.snapshot.cloned(),
+            revokes: record.revokes.map(str::to_owned),
         };
         self.state.intent(run_id, &key(at), &intent).map_err(write)
+    }
+
+    fn reconciled(&self, run_id: &str, at: At<'_>, record: &Reconciled) -> Result<(), JournalError> {
+        self.state.reconciled(run_id, &key(at), record).map_err(write)
+    }
+
+    fn revoked(&self, run_id: &str, at: At<'_>, record: &Revoked) -> Result<(), JournalError> {
+        self.state.revoked(run_id, &key(at), record).map_err(write)
     }
 
     fn step_finished(
@@ -133,7 +137,7 @@ impl Journal for StateJournal {
         let outcome = match outcome {
             _ if self.aborting => RunOutcome::Aborted,
             Outcome::Succeeded | Outcome::Planned => RunOutcome::Succeeded,
-            Outcome::Failed => RunOutcome::Failed,
+            Outcome::Failed | Outcome::Interrupted => RunOutcome::Failed,
             Outcome::Declined => RunOutcome::Aborted,
         };
         self.state.run_finished(run_id, outcome).map_err(write)?;

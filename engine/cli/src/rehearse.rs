@@ -505,11 +505,7 @@ fn describe(system: System, s: &Value) -> Vec<String> {
 /// Starts the simulators for a rehearsal.
 pub async fn start(profile: &Profile) -> anyhow::Result<Sims> {
     let config = profile.sims.clone().unwrap_or_default();
-    Sims::start(config).await.map_err(|e| {
-        exit::Exit {
-            code: exit::ENVIRONMENT,
-            message: format!("error: cannot start the simulators: {e}"),
-        }
-        .into()
-    })
+    Sims::start(config)
+        .await
+        .map_err(|e| exit::environment(format!("error: cannot start the simulators: {e}")))
 }

@@ -171,6 +171,12 @@ pub enum ActionError {
     Limit(String),
     #[error("output does not match the action's schema: {0}")]
     BadOutput(String),
+    /// The vendor answered with a secret that could not be stored: the key it
+    /// belongs to exists at the vendor but rota does not hold its value. The
+    /// message names the plugin, action, secret and key ID; the executor
+    /// revokes the key by `key_id` (when known) with the action's `revoke`.
+    #[error("{message}")]
+    CaptureFailed { message: String, key_id: Option<String> },
 }
 
 impl ActionError {
@@ -206,6 +212,7 @@ impl ActionError {
             ActionError::Transport(_) => "transport",
             ActionError::Limit(_) => "limit",
             ActionError::BadOutput(_) => "bad-output",
+            ActionError::CaptureFailed { .. } => "capture-failed",
         }
     }
 }

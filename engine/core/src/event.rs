@@ -46,6 +46,10 @@ pub enum Outcome {
     Declined,
     /// A plan (`--dry-run`) finished.
     Planned,
+    /// A resume stopped before it could settle a call the interrupted run
+    /// left in flight: nothing was compensated and the run can be resumed
+    /// again or aborted.
+    Interrupted,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -11,6 +11,9 @@
 //! - A step whose action is not enabled for the target (a `modeled` action on
 //!   a real tenant) runs its `manual:` fallback; its outputs have the same
 //!   shape, so later steps do not care which path ran.
+//! - A resume settles each call the interrupted run left in flight before it
+//!   redoes anything (`recover.rs`); when it cannot, it stops without
+//!   compensating, so the run stays resumable and abortable.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -22,14 +25,17 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use crate::action::{ActionCall, ActionCatalog, ActionError, ActionRunner, ActionSpec, CaptureTarget};
+use crate::action::{
+    ActionCall, ActionCatalog, ActionError, ActionRunner, ActionSpec, CaptureTarget, ResumePolicy,
+};
 use crate::core_actions::{self, split_uses};
 use crate::event::{Event, Outcome, Reporter, StepStatus};
 use crate::inputs::{self, Supplied};
-use crate::journal::{At, Journal, JournalError, crash_point};
+use crate::journal::{At, IntentRecord, Journal, JournalError, crash_point};
 use crate::load::Loaded;
 use crate::operator::{Operator, StandIn};
 use crate::playbook::{InputType, ManualOutput, Retry, Step};
+use crate::reconcile::InFlightCall;
 use crate::scope::{Binding, SecretScope};
 use crate::secret::{Secret, SecretRef};
 use crate::store::{Provenance, SecretStore};
@@ -54,6 +60,10 @@ pub struct RunOptions {
     /// Give up an interrupted run: replay what it finished, run no further
     /// step, run its compensation (`on_failure`) and `finally`.
     pub abort: bool,
+    /// Continue an interrupted run: the changing calls each unfinished step
+    /// had announced (step id -> one per idempotency key), settled by their
+    /// action's resume policy before the step's call is made again.
+    pub in_flight: BTreeMap<String, Vec<InFlightCall>>,
     /// Performs manual steps instead of the operator (rehearsal).
     pub stand_in: Option<Arc<dyn StandIn>>,
 }
@@ -100,9 +110,22 @@ pub enum StepError {
     KnownAtRunTime(String),
     #[error("{0}")]
     Journal(String),
+    /// A resume could not settle a call the interrupted run left in flight:
+    /// the run stops here, uncompensated, and stays resumable.
+    #[error("{0}")]
+    ResumeStopped(String),
 }
 
 impl StepError {
+    /// Whether this error stops a resume (rather than failing the run).
+    pub fn stops_resume(&self) -> bool {
+        match self {
+            StepError::ResumeStopped(_) => true,
+            StepError::Item { error, .. } => error.stops_resume(),
+            _ => false,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             StepError::Action { error, .. } => error.kind(),
@@ -115,6 +138,7 @@ impl StepError {
             StepError::Item { error, .. } => error.kind(),
             StepError::KnownAtRunTime(_) => "planned",
             StepError::Journal(_) => "journal",
+            StepError::ResumeStopped(_) => "resume-stopped",
         }
     }
 }
@@ -188,6 +212,13 @@ struct Run<'a> {
     rng: Mutex<StdRng>,
     /// One question at a time, even from concurrent for_each items.
     operator_lock: tokio::sync::Mutex<()>,
+    /// Calls the interrupted run left in flight, by idempotency key; each is
+    /// taken (once) by the first attempt of its call.
+    in_flight: Mutex<BTreeMap<String, InFlightCall>>,
+    /// Changing calls of this run whose intent is journaled and whose outcome
+    /// is not known yet, by idempotency key: a failure that may have been
+    /// applied at the vendor is reconciled before it is retried or given up.
+    unsettled: Mutex<BTreeMap<String, InFlightCall>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -205,6 +236,9 @@ impl Executor {
         self.bind_secret_inputs(loaded, &scope, &mut values)?;
         let inputs = Value::Object(values);
         let captures = render_secret_decls(loaded, &templates, &inputs)?;
+        if opts.resume.is_some() {
+            bind_captured_before(loaded, &scope, &captures);
+        }
         if !opts.dry_run {
             let locks = render_locks(loaded, &templates, &inputs)?;
             self.journal
@@ -229,6 +263,14 @@ impl Executor {
             records: Mutex::new(Vec::new()),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             operator_lock: tokio::sync::Mutex::new(()),
+            in_flight: Mutex::new(
+                opts.in_flight
+                    .values()
+                    .flatten()
+                    .map(|c| (c.idempotency_key.clone(), c.clone()))
+                    .collect(),
+            ),
+            unsettled: Mutex::new(BTreeMap::new()),
         };
         Ok(run.execute().await)
     }
@@ -291,6 +333,33 @@ fn render_secret_decls(
         );
     }
     Ok(out)
+}
+
+/// A resumed run binds the secrets the interrupted run captured as that run
+/// did (its `send_to` plus the capturing plugins), so handles in replayed or
+/// adopted outputs reach the same plugins and no others.
+fn bind_captured_before(loaded: &Loaded, scope: &SecretScope, captures: &BTreeMap<String, CaptureTarget>) {
+    let [(_, main), (_, on_failure), (_, finally)] = sections(&loaded.playbook);
+    for (id, target) in captures {
+        if target.ephemeral {
+            continue;
+        }
+        let mut send_to: std::collections::BTreeSet<String> = target.send_to.iter().cloned().collect();
+        for step in main.iter().chain(on_failure).chain(finally) {
+            if step.captures.iter().any(|(_, secret)| secret == id)
+                && let Some((plugin, _)) = step.uses.as_deref().and_then(split_uses)
+            {
+                send_to.insert(plugin.to_owned());
+            }
+        }
+        scope.bind(
+            &target.name,
+            Binding {
+                send_to,
+                ephemeral: false,
+            },
+        );
+    }
 }
 
 fn render_locks(loaded: &Loaded, templates: &Templates, inputs: &Value) -> Result<Vec<String>, StartError> {
@@ -370,6 +439,9 @@ impl Run<'_> {
                 break;
             }
             if let Some(err) = self.step(Section::Steps, step).await {
+                if err.stops_resume() {
+                    return self.stopped(step, &err);
+                }
                 outcome = if matches!(err, StepError::Declined(_)) {
                     Outcome::Declined
                 } else {
@@ -415,6 +487,30 @@ impl Run<'_> {
             run_id: self.run_id.clone(),
             playbook: self.loaded.playbook.name.clone(),
             outcome,
+            failure,
+            steps: lock(&self.records).clone(),
+        }
+    }
+
+    /// A resume that could not settle an in-flight call ends here: no step
+    /// end, no compensation, no `finally`, no run end in the journal, so the
+    /// run is still interrupted (its locks are freed when this process exits).
+    fn stopped(&self, step: &Step, err: &StepError) -> RunReport {
+        let failure = Some(self.scope.redact(&format!(
+            "resume stopped at step {}: {err}\nthe run is still interrupted: nothing was compensated; once the cause is fixed, \
+             `rota runs resume {run}` continues it, or `rota runs abort {run}` gives it up",
+            step.id,
+            run = self.run_id
+        )));
+        self.emit(Event::RunFinished {
+            run_id: self.run_id.clone(),
+            outcome: Outcome::Interrupted,
+            failure: failure.clone(),
+        });
+        RunReport {
+            run_id: self.run_id.clone(),
+            playbook: self.loaded.playbook.name.clone(),
+            outcome: Outcome::Interrupted,
             failure,
             steps: lock(&self.records).clone(),
         }
@@ -490,6 +586,16 @@ impl Run<'_> {
             }
         };
         let error_text = error.as_ref().map(|e| self.scope.redact(&e.to_string()));
+        if let Some(e) = error.as_ref().filter(|e| e.stops_resume()) {
+            // The step stays in flight in the journal: a later resume settles it.
+            self.emit(Event::StepFinished {
+                id: step.id.clone(),
+                status,
+                duration: started.elapsed(),
+                error: error_text,
+            });
+            return Some(e.clone());
+        }
         if !self.opts.dry_run {
             let journaled = self.ex.journal.step_finished(
                 &self.run_id,
@@ -858,13 +964,7 @@ impl Run<'_> {
         input: Value,
         iteration: Option<usize>,
     ) -> BodyResult {
-        let policy = step.retry.clone().unwrap_or(Retry {
-            attempts: 1,
-            delay: crate::duration::DurationSpec(Duration::from_secs(1)),
-            factor: 2.0,
-            max_delay: crate::duration::DurationSpec(Duration::from_secs(30)),
-            jitter: true,
-        });
+        let policy = retry_policy(step);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -876,8 +976,34 @@ impl Run<'_> {
                     action,
                     error,
                 }) => {
+                    // A changing call that failed after it may have reached
+                    // the vendor is settled first: never retried blindly
+                    // (a second key), never left as an orphan.
+                    let key = idempotency_key(&self.run_id, step, iteration);
+                    let unsettled = lock(&self.unsettled).remove(&key);
+                    if let Some(mut call) = unsettled
+                        && may_have_applied(spec, &error)
+                    {
+                        (call.captured, call.key_id) = self.scope.captured_for(&key);
+                        let site = CallSite {
+                            step,
+                            spec,
+                            input: &input,
+                            idempotency_key: &key,
+                            attempt,
+                        };
+                        self.note_settling(step, spec, &error);
+                        match self.recover(&site, call).await {
+                            Ok(Some(adopted)) => {
+                                self.record_inventory(spec, &adopted).map_err(|e| (e, attempt))?;
+                                return Ok((adopted, attempt));
+                            }
+                            Ok(None) => {}
+                            Err(e) => return Err((e, attempt)),
+                        }
+                    }
                     let transient = error.is_transient()
-                        || (spec.read_only
+                        || (retry_settled(spec)
                             && matches!(error, ActionError::Limit(ref m) if m.contains("timed out")));
                     if !transient || attempt >= policy.attempts {
                         return Err((
@@ -901,6 +1027,18 @@ impl Run<'_> {
                 Err(other) => return Err((other, attempt)),
             }
         }
+    }
+
+    fn note_settling(&self, step: &Step, spec: &ActionSpec, error: &ActionError) {
+        self.emit(Event::Message {
+            id: step.id.clone(),
+            level: "info".to_owned(),
+            message: format!(
+                "{} failed after it may have reached the vendor ({}); reading the vendor's state before going on",
+                spec.qualified_name(),
+                self.scope.redact(&error.to_string())
+            ),
+        });
     }
 
     /// delay * factor^(n-1), capped, jittered into [d/2, d]; never shorter
@@ -955,25 +1093,53 @@ impl Run<'_> {
         iteration: Option<usize>,
         attempt: u32,
     ) -> Result<Value, StepError> {
-        let wrap = |error| StepError::Action {
-            plugin: spec.plugin.clone(),
-            action: spec.action.clone(),
-            error,
+        let idempotency_key = idempotency_key(&self.run_id, step, iteration);
+        let site = CallSite {
+            step,
+            spec,
+            input: &input,
+            idempotency_key: &idempotency_key,
+            attempt,
         };
-        let idempotency_key = match iteration {
-            Some(i) => format!("{}/{}/{i}", self.run_id, step.id),
-            None => format!("{}/{}", self.run_id, step.id),
-        };
+        let interrupted = lock(&self.in_flight).remove(&idempotency_key);
+        if let Some(call) = interrupted
+            && let Some(adopted) = self.recover(&site, call).await?
+        {
+            self.record_inventory(spec, &adopted)?;
+            return Ok(adopted);
+        }
         if !spec.read_only {
+            let snapshot = self.snapshot(&site).await?;
             // The journal tracks whole steps; the idempotency key names the item.
             let at = At {
                 step: &step.id,
                 iteration: None,
             };
+            let record = IntentRecord {
+                action: &spec.qualified_name(),
+                input: &input,
+                idempotency_key: &idempotency_key,
+                snapshot: snapshot.as_ref(),
+                revokes: None,
+            };
             self.ex
                 .journal
-                .intent(&self.run_id, at, &spec.qualified_name(), &input, &idempotency_key)
+                .intent(&self.run_id, at, &record)
                 .map_err(|e| StepError::Journal(e.to_string()))?;
+            if spec.plugin != "core" {
+                lock(&self.unsettled).insert(
+                    idempotency_key.clone(),
+                    InFlightCall {
+                        action: spec.qualified_name(),
+                        input: input.clone(),
+                        idempotency_key: idempotency_key.clone(),
+                        snapshot,
+                        captured: Vec::new(),
+                        key_id: None,
+                        pending_revokes: Vec::new(),
+                    },
+                );
+            }
             crash_point(&step.id, "intent");
         }
         if spec.plugin == "core" {
@@ -993,22 +1159,48 @@ impl Run<'_> {
             attempt,
             "invoking action"
         );
-        let call = ActionCall {
-            run_id: self.run_id.clone(),
-            step_id: step.id.clone(),
-            attempt,
-            idempotency_key,
-            plugin: spec.plugin.clone(),
-            action: spec.action.clone(),
-            input,
-            captures,
-            secrets: self.scope.clone(),
+        let output = match self
+            .plugin_call(&site, &spec.action, input.clone(), captures)
+            .await
+        {
+            Err(ActionError::CaptureFailed { message, key_id }) => {
+                lock(&self.unsettled).remove(&idempotency_key);
+                return Err(self.capture_failed(&site, message, key_id).await);
+            }
+            r => r.map_err(|error| StepError::Action {
+                plugin: spec.plugin.clone(),
+                action: spec.action.clone(),
+                error,
+            })?,
         };
-        let output = self.ex.runner.invoke(call).await.map_err(wrap)?;
+        lock(&self.unsettled).remove(&idempotency_key);
         if !self.opts.dry_run {
             self.record_inventory(spec, &output)?;
         }
         Ok(output)
+    }
+
+    /// Calls `action` of the site's plugin, as part of the site's call
+    /// (same step, idempotency key and attempt).
+    async fn plugin_call(
+        &self,
+        site: &CallSite<'_>,
+        action: &str,
+        input: Value,
+        captures: BTreeMap<String, CaptureTarget>,
+    ) -> Result<Value, ActionError> {
+        let call = ActionCall {
+            run_id: self.run_id.clone(),
+            step_id: site.step.id.clone(),
+            attempt: site.attempt,
+            idempotency_key: site.idempotency_key.to_owned(),
+            plugin: site.spec.plugin.clone(),
+            action: action.to_owned(),
+            input,
+            captures,
+            secrets: self.scope.clone(),
+        };
+        self.ex.runner.invoke(call).await
     }
 
     /// An action's output may list the credentials it created or saw under
@@ -1332,6 +1524,7 @@ impl Run<'_> {
                             step_id: Some(step.id.clone()),
                             source: Some(source.to_owned()),
                             key_id: None,
+                            idempotency_key: None,
                         },
                     )
                     .map_err(|e| e.to_string())?;
@@ -1419,5 +1612,60 @@ enum StepOutcome {
     },
 }
 
+/// One changing call being made: what the recovery paths need to know.
+/// `run/step`, or `run/step/<item index>` for a `for_each` item: stable
+/// across attempts and resumes of the same call.
+fn idempotency_key(run_id: &str, step: &Step, iteration: Option<usize>) -> String {
+    match iteration {
+        Some(i) => format!("{run_id}/{}/{i}", step.id),
+        None => format!("{run_id}/{}", step.id),
+    }
+}
+
+/// The step's retry policy, or a single attempt.
+fn retry_policy(step: &Step) -> Retry {
+    step.retry.clone().unwrap_or(Retry {
+        attempts: 1,
+        delay: crate::duration::DurationSpec(Duration::from_secs(1)),
+        factor: 2.0,
+        max_delay: crate::duration::DurationSpec(Duration::from_secs(30)),
+        jitter: true,
+    })
+}
+
+/// Whether a failed call of `spec` may still have been applied at the
+/// vendor, so that it must be reconciled before anything else: a changing
+/// action that can be reconciled, and an error that does not say the vendor
+/// (or the sandbox) refused the request before acting on it.
+fn may_have_applied(spec: &ActionSpec, error: &ActionError) -> bool {
+    !spec.read_only
+        && matches!(spec.resume, ResumePolicy::Reconcile { .. })
+        && !matches!(
+            error,
+            ActionError::InvalidInput(_)
+                | ActionError::Unauthorized(_)
+                | ActionError::Forbidden(_)
+                | ActionError::NotFound(_)
+                | ActionError::Conflict(_)
+                | ActionError::RateLimited { .. }
+                | ActionError::Denied(_)
+        )
+}
+
+/// A timeout can be retried when repeating cannot double anything: the
+/// action changes nothing, or a reconciliation settles the first try.
+fn retry_settled(spec: &ActionSpec) -> bool {
+    spec.read_only || matches!(spec.resume, ResumePolicy::Reconcile { .. })
+}
+
+struct CallSite<'a> {
+    step: &'a Step,
+    spec: &'a ActionSpec,
+    input: &'a Value,
+    idempotency_key: &'a str,
+    attempt: u32,
+}
+
+mod recover;
 #[cfg(test)]
 mod tests;

@@ -10,12 +10,28 @@
 use serde_json::Value;
 
 use crate::event::{Outcome, StepStatus};
+use crate::reconcile::{Reconciled, Revoked};
 
 /// A step, or one `for_each` item of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct At<'a> {
     pub step: &'a str,
     pub iteration: Option<usize>,
+}
+
+/// A changing call, announced before it is made.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IntentRecord<'a> {
+    /// `plugin.action`.
+    pub action: &'a str,
+    /// The rendered input, secrets as handles.
+    pub input: &'a Value,
+    pub idempotency_key: &'a str,
+    /// The output of the action's snapshot action, taken just before the call.
+    pub snapshot: Option<&'a Value>,
+    /// Set when the call revokes this vendor key ID, an orphan of the call
+    /// named by `idempotency_key`, rather than being that call itself.
+    pub revokes: Option<&'a str>,
 }
 
 pub trait Journal: Send + Sync {
@@ -25,14 +41,11 @@ pub trait Journal: Send + Sync {
     fn run_started(&self, run_id: &str, inputs: &Value, locks: &[String]) -> Result<(), JournalError>;
     fn step_started(&self, run_id: &str, at: At<'_>, attempt: u32) -> Result<(), JournalError>;
     /// Recorded before a call that changes something.
-    fn intent(
-        &self,
-        run_id: &str,
-        at: At<'_>,
-        action: &str,
-        input: &Value,
-        idempotency_key: &str,
-    ) -> Result<(), JournalError>;
+    fn intent(&self, run_id: &str, at: At<'_>, intent: &IntentRecord<'_>) -> Result<(), JournalError>;
+    /// A resume decided what to do with a call the interrupted run left in flight.
+    fn reconciled(&self, run_id: &str, at: At<'_>, record: &Reconciled) -> Result<(), JournalError>;
+    /// A revoke (announced with [`Journal::intent`]) ended.
+    fn revoked(&self, run_id: &str, at: At<'_>, record: &Revoked) -> Result<(), JournalError>;
     fn step_finished(
         &self,
         run_id: &str,
@@ -68,7 +81,13 @@ impl Journal for NoJournal {
     fn step_started(&self, _: &str, _: At<'_>, _: u32) -> Result<(), JournalError> {
         Ok(())
     }
-    fn intent(&self, _: &str, _: At<'_>, _: &str, _: &Value, _: &str) -> Result<(), JournalError> {
+    fn intent(&self, _: &str, _: At<'_>, _: &IntentRecord<'_>) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn reconciled(&self, _: &str, _: At<'_>, _: &Reconciled) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn revoked(&self, _: &str, _: At<'_>, _: &Revoked) -> Result<(), JournalError> {
         Ok(())
     }
     fn step_finished(
@@ -93,8 +112,11 @@ impl Journal for NoJournal {
 /// feature, `ROTA_CRASH_AT=<step>:<phase>` aborts the process (no unwinding,
 /// no cleanup: as a kill -9 would) when the run reaches that point. Phases:
 /// `start` (step started), `intent` (intent journaled, call not made),
-/// `capture` (a secret captured and committed), `end` (step finished and
-/// journaled).
+/// `answer` (the vendor's answer carrying a secret is in the host's hands,
+/// not yet stored), `capture` (a secret captured and committed), `revoke`
+/// (a revoke's intent journaled, the revoke not made), `end` (step finished
+/// and journaled). Inside a `for_each`, the first item to reach the
+/// point aborts.
 pub fn crash_point(step: &str, phase: &str) {
     #[cfg(feature = "crash-points")]
     if let Ok(at) = std::env::var("ROTA_CRASH_AT")
@@ -105,4 +127,19 @@ pub fn crash_point(step: &str, phase: &str) {
     }
     #[cfg(not(feature = "crash-points"))]
     let _ = (step, phase);
+}
+
+/// Deterministic failure injection for tests: with the `crash-points`
+/// feature, `ROTA_FAIL_AT=<step>:<what>` makes `what` fail at that step
+/// (`capture-commit`: the store refuses to commit a captured secret). Always
+/// false in normal builds.
+pub fn fail_point(step: &str, what: &str) -> bool {
+    #[cfg(feature = "crash-points")]
+    if let Ok(at) = std::env::var("ROTA_FAIL_AT")
+        && at == format!("{step}:{what}")
+    {
+        return true;
+    }
+    let _ = (step, what);
+    false
 }

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod load;
 pub mod operator;
 pub mod playbook;
+pub mod reconcile;
 pub mod scope;
 pub mod secret;
 pub mod store;

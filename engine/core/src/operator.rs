@@ -25,13 +25,23 @@ pub trait StandIn: Send + Sync + std::fmt::Debug {
 }
 
 /// What a [`StandIn`] did at a manual step.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Performed {
     /// Output name -> value, as an `--inputs` file's `manual:` answers
     /// (secret values go straight to the store, never to output).
     pub answers: Map<String, Value>,
     /// What was done, for the run's output (never a secret value).
     pub note: String,
+}
+
+/// Answer names only: an answer may be a secret value.
+impl std::fmt::Debug for Performed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Performed")
+            .field("answers", &self.answers.keys().collect::<Vec<_>>())
+            .field("note", &self.note)
+            .finish()
+    }
 }
 
 pub trait Operator: Send + Sync {

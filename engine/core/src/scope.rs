@@ -43,7 +43,13 @@ pub struct SecretScope {
     bindings: Mutex<BTreeMap<String, Binding>>,
     ephemeral: Mutex<HashMap<String, Secret>>,
     seen: Mutex<Vec<Secret>>,
+    /// Durable captures of this run by the call that made them (idempotency
+    /// key): handle and vendor key ID, oldest first.
+    captured: Mutex<BTreeMap<String, Vec<Captured>>>,
 }
+
+/// A durable capture: its handle and the vendor key ID recorded with it.
+type Captured = (SecretRef, Option<String>);
 
 impl std::fmt::Debug for SecretScope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,7 +71,22 @@ impl SecretScope {
             bindings: Mutex::new(BTreeMap::new()),
             ephemeral: Mutex::new(HashMap::new()),
             seen: Mutex::new(Vec::new()),
+            captured: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// What the call named by `idempotency_key` captured durably in this run:
+    /// the handles, oldest first, and the latest vendor key ID recorded.
+    pub fn captured_for(&self, idempotency_key: &str) -> (Vec<SecretRef>, Option<String>) {
+        let captured = lock(&self.captured);
+        let list = captured
+            .get(idempotency_key)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        (
+            list.iter().map(|(h, _)| h.clone()).collect(),
+            list.iter().rev().find_map(|(_, k)| k.clone()),
+        )
     }
 
     pub fn store(&self) -> &Arc<dyn SecretStore> {
@@ -145,7 +166,22 @@ impl SecretScope {
                 ..provenance
             };
             let step = provenance.step_id.clone();
+            if let Some(step) = &step
+                && crate::journal::fail_point(step, "capture-commit")
+            {
+                return Err(StoreError::Backend(format!(
+                    "injected failure: ROTA_FAIL_AT={step}:capture-commit refused to commit {}",
+                    target.name
+                ))
+                .into());
+            }
             let handle = self.store.put(&target.name, &value, &provenance)?;
+            if let Some(key) = &provenance.idempotency_key {
+                lock(&self.captured)
+                    .entry(key.clone())
+                    .or_default()
+                    .push((handle.clone(), provenance.key_id.clone()));
+            }
             if let Some(step) = step {
                 crate::journal::crash_point(&step, "capture");
             }

@@ -58,6 +58,10 @@ pub struct Provenance {
     pub source: Option<String>,
     /// The vendor's ID for the credential this value belongs to.
     pub key_id: Option<String>,
+    /// The call that captured it (`run/step` or `run/step/<item>`), so a
+    /// capture inside a `for_each` attaches to its exact item. Journaled with
+    /// the capture record; a store's version list need not keep it.
+    pub idempotency_key: Option<String>,
 }
 
 /// One stored version, without its value.

@@ -541,6 +541,36 @@ pub(crate) struct CallCtx {
     pub declared_captures: Vec<String>,
     pub reveal: bool,
     pub target: String,
+    /// The action's `key_id` pointer into the answer a capture is taken from.
+    pub key_id: Option<String>,
+    /// Set when a captured secret could not be stored: the call then fails
+    /// with [`ActionError::CaptureFailed`] whatever the plugin returns.
+    pub capture_failure: Mutex<Option<CaptureFailure>>,
+}
+
+/// A captured secret the store could not commit: the key it belongs to is
+/// live at the vendor, and rota does not hold its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CaptureFailure {
+    /// Names plugin, action, secret and key ID.
+    pub message: String,
+    pub key_id: Option<String>,
+}
+
+impl CallCtx {
+    /// Remembers the first failed capture of the call.
+    pub(crate) fn capture_failed(&self, failure: CaptureFailure) {
+        let mut slot = self.capture_failure.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(failure);
+    }
+
+    fn failed_capture(&self) -> Option<ActionError> {
+        let slot = self.capture_failure.lock().unwrap_or_else(|e| e.into_inner());
+        slot.clone().map(|f| ActionError::CaptureFailed {
+            message: f.message,
+            key_id: f.key_id,
+        })
+    }
 }
 
 /// The store's data: one per call.
@@ -658,7 +688,10 @@ impl PluginHost {
             declared_captures: am.captures.clone(),
             reveal: entry.reveal_granted(),
             target: entry.target.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+            key_id: am.key_id.clone(),
+            capture_failure: Mutex::new(None),
         });
+        let call_ctx = ctx.clone();
         let stdout = crate::output::GuestOutput::new(OUTPUT_CAP);
         let stderr = crate::output::GuestOutput::new(OUTPUT_CAP);
         // No preopens, env, args or stdin; sockets and name lookups refused
@@ -726,6 +759,9 @@ impl PluginHost {
         };
         emit("stdout", &stdout);
         let last_err = emit("stderr", &stderr);
+        if let Some(e) = call_ctx.failed_capture() {
+            return Err(e);
+        }
         let state = store.data();
         let result = match outcome {
             Err(_) => {
@@ -796,6 +832,8 @@ fn bench_state(entry: &PluginEntry, client: reqwest::Client) -> State {
             declared_captures: Vec::new(),
             reveal: false,
             target: String::new(),
+            key_id: None,
+            capture_failure: Mutex::new(None),
         }),
         started: Instant::now(),
         host_time: Duration::ZERO,

@@ -42,4 +42,7 @@ pub mod test_plugins {
     pub const FUTURE_ABI: &str = env!("ROTA_TEST_PLUGIN_FUTURE_ABI");
     /// Imports `rota:evil/backdoor`, which no host provides.
     pub const MISSING_IMPORT: &str = env!("ROTA_TEST_PLUGIN_MISSING_IMPORT");
+    /// A key vendor's plugin with snapshot, reconcile and revoke actions (and
+    /// two `resume: repeat` ones), for resume tests against `rota_testkit::KeysVendor`.
+    pub const KEYS: &str = env!("ROTA_TEST_PLUGIN_KEYS");
 }

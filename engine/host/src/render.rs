@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::caps::OriginPattern;
 use crate::host::{PluginEntry, PluginHost};
-use crate::manifest::{BasisName, secret_fields};
+use crate::manifest::{ActionManifest, BasisName, ResumeKeyword, ResumeManifest, secret_fields};
 
 fn basis(b: BasisName) -> &'static str {
     match b {
@@ -149,6 +149,9 @@ pub fn inspect_json(host: &PluginHost, name: &str) -> Option<Value> {
             "enabled": a.basis == BasisName::Documented || e.modeled_enabled(),
             "read_only": a.read_only,
             "captures": a.captures,
+            "key_id": a.key_id,
+            "resume": (!a.read_only).then(|| e.manifest.spec(a).resume),
+            "revoke": a.revoke,
             "secret_inputs": secret_fields(&a.input),
             "input_schema": a.input,
             "output_schema": a.output,
@@ -239,6 +242,9 @@ pub fn inspect_text(host: &PluginHost, name: &str) -> Option<String> {
         if !a.captures.is_empty() {
             o.push_str(&format!("    captures: {}\n", a.captures.join(", ")));
         }
+        for line in recovery_lines(a) {
+            o.push_str(&format!("    {line}\n"));
+        }
         let secrets = secret_fields(&a.input);
         if !secrets.is_empty() {
             o.push_str(&format!("    secret inputs: {}\n", secrets.join(", ")));
@@ -247,4 +253,87 @@ pub fn inspect_text(host: &PluginHost, name: &str) -> Option<String> {
         o.push_str(&format!("    output: {}\n", a.output));
     }
     Some(o)
+}
+
+/// What `rota runs resume` does with an interrupted call of a changing
+/// action, and how a key it creates is found and revoked.
+pub fn recovery_lines(a: &ActionManifest) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(k) = &a.key_id {
+        out.push(format!(
+            "key id:   {k} in the answer, stored with the captured secret"
+        ));
+    }
+    if a.read_only {
+        return out;
+    }
+    out.push(match &a.resume {
+        None => "resume:   refuse (declares no policy: an interrupted call stops the resume)".to_owned(),
+        Some(ResumeManifest::Keyword(ResumeKeyword::Repeat)) => {
+            "resume:   repeat (an interrupted call is made again)".to_owned()
+        }
+        Some(ResumeManifest::Reconcile(r)) => match &r.snapshot {
+            Some(s) => format!(
+                "resume:   reconcile with {} (snapshot before each call: {s})",
+                r.reconcile
+            ),
+            None => format!("resume:   reconcile with {}", r.reconcile),
+        },
+    });
+    out.push(match &a.revoke {
+        Some(r) => format!("revoke:   {r} (deletes what it creates, by key id)"),
+        None => "revoke:   none declared".to_owned(),
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(extra: Value) -> ActionManifest {
+        let mut a = json!({
+            "name": "create-key", "read_only": false, "basis": "documented",
+            "input": {"type": "object"}, "output": {"type": "object"}
+        });
+        if let (Some(a), Value::Object(extra)) = (a.as_object_mut(), extra) {
+            a.extend(extra);
+        }
+        serde_json::from_value(a).unwrap_or_else(|e| panic!("test manifest: {e}"))
+    }
+
+    #[test]
+    fn inspect_shows_resume_policy_revoke_and_key_id() {
+        let a = action(json!({
+            "captures": ["secret"], "key_id": "/id", "revoke": "revoke-key",
+            "resume": {"reconcile": "find-key", "snapshot": "key-ids"}
+        }));
+        assert_eq!(
+            recovery_lines(&a),
+            vec![
+                "key id:   /id in the answer, stored with the captured secret",
+                "resume:   reconcile with find-key (snapshot before each call: key-ids)",
+                "revoke:   revoke-key (deletes what it creates, by key id)",
+            ]
+        );
+        assert_eq!(
+            recovery_lines(&action(json!({"resume": "repeat"}))),
+            vec![
+                "resume:   repeat (an interrupted call is made again)",
+                "revoke:   none declared"
+            ]
+        );
+        assert_eq!(
+            recovery_lines(&action(json!({"resume": {"reconcile": "find-key"}}))),
+            vec!["resume:   reconcile with find-key", "revoke:   none declared"]
+        );
+        assert_eq!(
+            recovery_lines(&action(json!({}))),
+            vec![
+                "resume:   refuse (declares no policy: an interrupted call stops the resume)",
+                "revoke:   none declared"
+            ]
+        );
+        assert!(recovery_lines(&action(json!({"read_only": true}))).is_empty());
+    }
 }

@@ -1,21 +1,23 @@
 //! The run journal: what each run did, step by step, written as it happens.
 //!
 //! Design decision: the journal is an append-only event list per run
-//! (`step_started`, `intent`, `capture`, `step_finished`, `resumed`,
-//! `run_finished`); [`RunRecord`] folds it into per-step state, which is
-//! what a resume needs: the steps that finished (with outputs), and the one
-//! in flight with the intents it recorded before its changing calls and the
-//! secrets it captured. Payloads are JSON in which secrets appear only as
+//! (`step_started`, `intent`, `capture`, `reconciled`, `revoked`,
+//! `step_finished`, `resumed`, `run_finished`); [`RunRecord`] folds it into
+//! per-step state, which is what a resume needs: the steps that finished
+//! (with outputs), and for each one in flight, per idempotency key, the last
+//! changing call it announced, the secrets captured for it and any revoke
+//! of an orphan not known to have finished ([`RunRecord::in_flight_calls`]). Payloads are JSON in which secrets appear only as
 //! handles (`{"$secret": "name@3"}`); the journal never sees a value, and
 //! the caller is responsible for passing handles, not values.
 //!
 //! Captures are written by [`crate::SqliteStore`]'s `put` (same transaction
 //! as the secret) and attached to the latest started attempt of the step
-//! named in the provenance.
+//! named in the provenance, carrying the capturing call's idempotency key.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use rota_core::reconcile::{Reconciled, RevokeOutcome, Revoked};
 use rota_core::{Provenance, SecretRef};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -92,13 +94,20 @@ pub struct RunStart {
 }
 
 /// A call that changes something, recorded BEFORE it is made.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Intent {
     /// `plugin.action`, e.g. `plex.create_client_secret`.
     pub action: String,
     /// The rendered input, secrets as handles.
     pub input: Value,
     pub idempotency_key: Option<String>,
+    /// What the action's snapshot action read at the vendor just before the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Value>,
+    /// Set when this call revokes that vendor key ID, an orphan of the call
+    /// named by `idempotency_key`, instead of being that call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revokes: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +182,9 @@ pub struct Capture {
     /// The vendor's ID of the credential, for adoption or revocation.
     pub key_id: Option<String>,
     pub source: Option<String>,
+    /// The capturing call (its item, in a `for_each`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// What happened, one journal entry.
@@ -183,6 +195,10 @@ pub enum EventData {
     StepStarted,
     Intent(Intent),
     Capture(Capture),
+    /// A resume settled a call the interrupted run left in flight.
+    Reconciled(Reconciled),
+    /// A revoke announced by an intent (with `revokes`) ended.
+    Revoked(Revoked),
     StepFinished(StepEnd),
     Resumed {
         forced: bool,
@@ -198,6 +214,8 @@ impl EventData {
             EventData::StepStarted => "step_started",
             EventData::Intent(_) => "intent",
             EventData::Capture(_) => "capture",
+            EventData::Reconciled(_) => "reconciled",
+            EventData::Revoked(_) => "revoked",
             EventData::StepFinished(_) => "step_finished",
             EventData::Resumed { .. } => "resumed",
             EventData::RunFinished { .. } => "run_finished",
@@ -317,6 +335,77 @@ impl RunRecord {
         self.steps.iter().filter(|s| s.is_in_flight())
     }
 
+    /// The changing calls an unfinished step left in flight, one per
+    /// idempotency key (so each `for_each` item has its own), in the order
+    /// they were first announced. It reads every attempt since the step last
+    /// finished (an earlier resume may have adopted or redone some calls and
+    /// been interrupted in turn): per key, the latest intent of the call
+    /// itself, the captures after it, and the revokes whose end is not recorded.
+    pub fn in_flight_calls(&self, key: &StepKey) -> Vec<InFlightCalls> {
+        let since = self
+            .events
+            .iter()
+            .rposition(|e| e.step.as_ref() == Some(key) && matches!(e.data, EventData::StepFinished(_)))
+            .map_or(0, |i| i + 1);
+        let mut out: Vec<InFlightCalls> = Vec::new();
+        let mut latest: Option<usize> = None;
+        for ev in self
+            .events
+            .iter()
+            .skip(since)
+            .filter(|e| e.step.as_ref() == Some(key))
+        {
+            let slot = |out: &mut Vec<InFlightCalls>, k: &str| -> usize {
+                match out.iter().position(|c| c.idempotency_key == k) {
+                    Some(i) => i,
+                    None => {
+                        out.push(InFlightCalls {
+                            idempotency_key: k.to_owned(),
+                            call: None,
+                            captures: Vec::new(),
+                            pending_revokes: Vec::new(),
+                        });
+                        out.len() - 1
+                    }
+                }
+            };
+            match &ev.data {
+                EventData::Intent(intent) => {
+                    let Some(k) = &intent.idempotency_key else {
+                        continue;
+                    };
+                    let i = slot(&mut out, k);
+                    if intent.revokes.is_some() {
+                        out[i].pending_revokes.push(intent.clone());
+                    } else {
+                        out[i].call = Some(intent.clone());
+                        out[i].captures.clear();
+                        latest = Some(i);
+                    }
+                }
+                EventData::Capture(capture) => {
+                    let i = match &capture.idempotency_key {
+                        Some(k) => Some(slot(&mut out, k)),
+                        // Journals written before captures carried their key.
+                        None => latest,
+                    };
+                    if let Some(i) = i {
+                        out[i].captures.push(capture.clone());
+                    }
+                }
+                EventData::Revoked(r) if r.outcome != RevokeOutcome::Failed => {
+                    if let Some(c) = out.iter_mut().find(|c| c.idempotency_key == r.idempotency_key) {
+                        c.pending_revokes.retain(|p| {
+                            !(p.revokes.as_deref() == Some(r.key_id.as_str()) && p.action == r.action)
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// Why this run cannot be resumed with the given playbook and plugin
     /// digests (empty: it can). Digest changes are listed so the caller can
     /// allow them with `--force`; a finished or still running run never resumes.
@@ -352,6 +441,19 @@ impl RunRecord {
         }
         out
     }
+}
+
+/// What a resume must settle for one idempotency key of an unfinished step.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InFlightCalls {
+    pub idempotency_key: String,
+    /// The latest intent of the call itself. `None` only in a journal that
+    /// recorded a revoke for a call it never announced.
+    pub call: Option<Intent>,
+    /// Secrets captured for the call after that intent, oldest first.
+    pub captures: Vec<Capture>,
+    /// Revoke intents (with `revokes`) whose success is not recorded.
+    pub pending_revokes: Vec<Intent>,
 }
 
 /// One reason a run cannot resume.
@@ -544,6 +646,7 @@ pub(crate) fn record_capture(
         "handle": handle.to_string(),
         "key_id": provenance.key_id,
         "source": provenance.source,
+        "idempotency_key": provenance.idempotency_key,
     });
     let (step_id, iteration, attempt) = match step {
         Some((s, i, a)) => (Some(s), i, a),
@@ -645,6 +748,28 @@ impl State {
                 "intent",
                 &serde_json::to_value(intent)?,
             )?;
+            Ok(())
+        })
+    }
+
+    /// A resume settled a call the interrupted run left in flight. The step
+    /// must be in flight.
+    pub fn reconciled(&self, run_id: &str, key: &StepKey, record: &Reconciled) -> Result<(), StateError> {
+        self.step_event(run_id, key, "reconciled", &serde_json::to_value(record)?)
+    }
+
+    /// A revoke announced by an intent ended. The step must be in flight.
+    pub fn revoked(&self, run_id: &str, key: &StepKey, record: &Revoked) -> Result<(), StateError> {
+        self.step_event(run_id, key, "revoked", &serde_json::to_value(record)?)
+    }
+
+    fn step_event(&self, run_id: &str, key: &StepKey, kind: &str, payload: &Value) -> Result<(), StateError> {
+        self.db.write(|tx| {
+            ensure_open_run(tx, run_id)?;
+            let attempt = in_flight_attempt(tx, run_id, key, || {
+                format!("{kind} for step {key}, which is not in flight")
+            })?;
+            insert_event(tx, run_id, Some(key), Some(attempt), kind, payload)?;
             Ok(())
         })
     }
@@ -827,7 +952,13 @@ fn parse_event(run_id: &str, kind: &str, payload: Value) -> Result<EventData, St
                 .ok_or_else(|| bad("no handle"))?,
             key_id: payload.get("key_id").and_then(Value::as_str).map(str::to_owned),
             source: payload.get("source").and_then(Value::as_str).map(str::to_owned),
+            idempotency_key: payload
+                .get("idempotency_key")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         }),
+        "reconciled" => EventData::Reconciled(serde_json::from_value(payload)?),
+        "revoked" => EventData::Revoked(serde_json::from_value(payload)?),
         "step_finished" => EventData::StepFinished(serde_json::from_value(payload)?),
         "resumed" => EventData::Resumed {
             forced: payload.get("forced").and_then(Value::as_bool).unwrap_or(false),

@@ -43,7 +43,8 @@
 //! state.intent("run-1", &step, &Intent {
 //!     action: "plex.create_client_secret".into(),
 //!     input: json!({"client_id": "c1"}),
-//!     idempotency_key: None,
+//!     idempotency_key: Some("run-1/mint".into()),
+//!     ..Intent::default()
 //! })?;
 //! // The vendor answered: the capture commit (value, key ID, journal, audit).
 //! let provenance = Provenance {
@@ -51,6 +52,7 @@
 //!     step_id: Some("mint".into()),
 //!     source: Some("plex".into()),
 //!     key_id: Some("kid-1".into()),
+//!     idempotency_key: Some("run-1/mint".into()),
 //! };
 //! let handle = store.put_captured("plex/acme/client-secret", &Secret::new("v"), &provenance, &step)?;
 //! state.step_finished("run-1", &step, &StepEnd {
@@ -97,8 +99,8 @@ pub use identity::{create_identity_file, passphrase_unlocks};
 pub use input::{prompt_secret_value, read_secret_value};
 pub use inventory::{Credential, CredentialReport, CredentialStatus, parse_due};
 pub use journal::{
-    Capture, EventData, Intent, Iteration, JournalEvent, ResumeBlocker, RunOutcome, RunRecord, RunStart,
-    RunStatus, RunSummary, StepEnd, StepError, StepKey, StepOutcome, StepRecord,
+    Capture, EventData, InFlightCalls, Intent, Iteration, JournalEvent, ResumeBlocker, RunOutcome, RunRecord,
+    RunStart, RunStatus, RunSummary, StepEnd, StepError, StepKey, StepOutcome, StepRecord,
 };
 pub use lock::{LOCK_POLL, LockHolder, LockWait};
 pub use process::{Actor, Liveness, ProcessId};

@@ -4,6 +4,7 @@
 //! and return a `String`, so the CLI prints and golden tests compare one
 //! value. Nothing here can see a secret value: only names, handles and key IDs.
 
+use rota_core::reconcile::{Decision, Reconciled, RevokeOutcome, Revoked};
 use rota_core::{SecretSummary, VersionInfo};
 use time::OffsetDateTime;
 
@@ -122,6 +123,34 @@ fn clock(t: OffsetDateTime) -> String {
     s.get(11..19).map(str::to_owned).unwrap_or(s)
 }
 
+fn reconciled(r: &Reconciled) -> String {
+    let what = format!(
+        "reconciled {} (idempotency key {}): ",
+        r.action, r.idempotency_key
+    );
+    let ids = r.key_ids.join(", ");
+    what + &match r.decision {
+        Decision::Repeated => "repeated it (resume: repeat)".to_owned(),
+        Decision::Adopted if ids.is_empty() => "applied before the interruption; result adopted".to_owned(),
+        Decision::Adopted => format!("applied before the interruption; adopted key {ids}"),
+        Decision::NotApplied => "not applied at the vendor; redone".to_owned(),
+        Decision::Orphaned => format!("left orphan key(s) {ids}; revoking them, then redoing it"),
+    }
+}
+
+fn revoked(r: &Revoked) -> String {
+    match r.outcome {
+        RevokeOutcome::Revoked => format!("revoked key {} ({})", r.key_id, r.action),
+        RevokeOutcome::AlreadyGone => format!("key {} was already gone ({})", r.key_id, r.action),
+        RevokeOutcome::Failed => format!(
+            "revoking key {} with {} FAILED: {}",
+            r.key_id,
+            r.action,
+            r.error.as_deref().unwrap_or("no reason given")
+        ),
+    }
+}
+
 /// `rota runs show <id>`: a readable timeline.
 pub fn run_timeline(run: &RunRecord) -> String {
     let s = &run.summary;
@@ -149,10 +178,23 @@ pub fn run_timeline(run: &RunRecord) -> String {
         let step = ev.step.as_ref().map(|k| k.to_string()).unwrap_or_default();
         let line = match &ev.data {
             EventData::StepStarted => format!("{step}: started (attempt {})", ev.attempt.unwrap_or(1)),
-            EventData::Intent(i) => match &i.idempotency_key {
-                Some(k) => format!("{step}:   calling {} (idempotency key {k})", i.action),
-                None => format!("{step}:   calling {}", i.action),
-            },
+            EventData::Intent(i) => {
+                let mut line = format!("{step}:   calling {}", i.action);
+                if let Some(id) = &i.revokes {
+                    line.push_str(&format!(" to revoke key {id}"));
+                }
+                match (&i.idempotency_key, i.snapshot.is_some()) {
+                    (Some(k), true) => {
+                        line.push_str(&format!(" (idempotency key {k}, vendor state snapshot taken)"))
+                    }
+                    (Some(k), false) => line.push_str(&format!(" (idempotency key {k})")),
+                    (None, true) => line.push_str(" (vendor state snapshot taken)"),
+                    (None, false) => {}
+                }
+                line
+            }
+            EventData::Reconciled(r) => format!("{step}:   {}", reconciled(r)),
+            EventData::Revoked(r) => format!("{step}:   {}", revoked(r)),
             EventData::Capture(c) => format!(
                 "{}:   captured {}{}",
                 if step.is_empty() { "run" } else { &step },

@@ -382,6 +382,8 @@ impl SqliteStore {
                         step_id: r.get(6)?,
                         source: r.get(7)?,
                         key_id: r.get(8)?,
+                        // Journaled with the capture record only.
+                        idempotency_key: None,
                     },
                 ))
             })?;

@@ -2,6 +2,7 @@
 //! handled secrets, it searches everything the test produced (stdout, stderr,
 //! trace logs, journal and audit exports, the database outside ciphertext,
 //! raw files) for every secret value, in every form it commonly leaks in.
+//! [`KeysVendor`] is a key vendor on loopback for resume tests.
 //!
 //! Design decision: base64 is searched by its alignment-stable inner
 //! substrings. A value embedded at byte offset 0, 1 or 2 (mod 3) inside a
@@ -9,6 +10,10 @@
 //! alignment we keep only the characters that depend on the value's bits
 //! alone, so the needle matches whatever surrounds the value. Hits never
 //! carry the value itself, only the secret's label and the form.
+
+mod keys_vendor;
+
+pub use keys_vendor::{CredentialView, KeyView, KeysVendor, VendorView, fingerprint};
 
 use std::fmt;
 use std::path::Path;

@@ -8,6 +8,7 @@
 //! plugin code. See `docs/plugins.md`.
 
 pub mod http;
+pub mod resume;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -58,6 +58,7 @@ impl Run {
             seed: self.args.seed,
             resume: None,
             abort: false,
+            in_flight: BTreeMap::new(),
             stand_in: None,
         }
     }
@@ -192,7 +193,7 @@ pub fn execute(
             playbook_name: loaded.playbook.name.clone(),
             playbook_path: loaded.source.name.clone(),
             playbook_digest: loaded.digest.clone(),
-            plugin_digests: BTreeMap::new(),
+            plugin_digests: env.plugin_digests(loaded),
             wait,
             resuming: mode != Mode::Fresh,
             aborting: mode == Mode::Abort,
@@ -225,11 +226,7 @@ pub fn execute(
                 message: format!("error: cannot run {name}: {msg}"),
             }
             .into(),
-            StartError::Journal(msg) => Exit {
-                code: exit::ENVIRONMENT,
-                message: format!("error: cannot run {name}: {msg}"),
-            }
-            .into(),
+            StartError::Journal(msg) => exit::environment(format!("error: cannot run {name}: {msg}")),
         })?;
     if output == Output::Json {
         println!(
@@ -243,6 +240,15 @@ pub fn execute(
             code: exit::RUN_FAILED,
             message: format!(
                 "error: run {} failed: {}",
+                report.run_id,
+                report.failure.unwrap_or_default()
+            ),
+        }
+        .into()),
+        Outcome::Interrupted => Err(Exit {
+            code: exit::RUN_FAILED,
+            message: format!(
+                "error: run {} stopped: {}",
                 report.run_id,
                 report.failure.unwrap_or_default()
             ),

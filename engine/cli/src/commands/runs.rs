@@ -1,16 +1,22 @@
 //! `rota runs list|show|resume|abort`: the run journal.
 //!
 //! Design decision: a resume never repeats a finished step and never blindly
-//! repeats a vendor call that was in flight: without a way to read back what
-//! the vendor did, it refuses and says which call to check, rather than risk
-//! minting a second key or deleting the wrong one. `abort` replays what the
-//! run finished and runs its compensation (`on_failure`) and `finally`.
+//! repeats a vendor call that was in flight: it hands each such call, as the
+//! journal recorded it, to the executor, which settles it by its action's
+//! resume policy (repeat, or reconcile against the vendor's state). A call
+//! whose action declares neither makes the resume refuse up front, naming the
+//! call to check, rather than risk minting a second key or deleting the wrong
+//! one. `abort` replays what the run finished and runs its compensation
+//! (`on_failure`) and `finally`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use rota_core::SecretRef;
+use rota_core::core_actions::split_uses;
 use rota_core::executor::RunOptions;
 use rota_core::load::{Loaded, load_file};
+use rota_core::reconcile::{self, InFlightCall, PendingRevoke, Resolution};
+use rota_core::{ActionCatalog, SecretRef};
 use rota_state::{LockWait, RunRecord, render};
 use serde_json::Value;
 
@@ -59,6 +65,18 @@ impl Runs {
                 let record = state
                     .load_run(&id)
                     .map_err(|e| exit::usage(format!("error: {e}")))?;
+                if rehearsal() {
+                    // The simulators of a rehearsal ended with its process:
+                    // there is nothing left to compensate.
+                    let released = state
+                        .abort_run(&id)
+                        .map_err(|e| exit::usage(format!("error: {e}")))?;
+                    println!(
+                        "rehearsal run {id} aborted; {released} lock(s) released (its simulators ended with it, so \
+                         there was nothing to compensate)"
+                    );
+                    return Ok(exit::OK);
+                }
                 let (loaded, options) = match prepare(&env, &record, &id, None, true) {
                     Ok(p) => p,
                     Err(e) => {
@@ -108,28 +126,24 @@ impl Runs {
                 inputs_file,
                 output,
             } => {
+                if rehearsal() {
+                    return Err(exit::usage(format!(
+                        "error: run {id} is a rehearsal: its simulators ended with its process, so it cannot be \
+                         continued; `rota --rehearsal runs abort {id}` gives it up, and a new `rota run ... \
+                         --rehearse` starts afresh"
+                    )));
+                }
                 let env = Env::load()?;
                 let record = state
                     .load_run(&id)
                     .map_err(|e| exit::usage(format!("error: {e}")))?;
-                for step in record.in_flight() {
-                    if let Some(intent) = step.last_intent()
-                        && !intent.action.starts_with("core.")
-                    {
-                        return Err(Exit {
-                            code: exit::RUN_FAILED,
-                            message: format!(
-                                "error: cannot resume run {id}: step {} was calling {} when the run stopped, and rota \
-                                 cannot read back whether the vendor applied it. Check the vendor (input: {}), then \
-                                 `rota runs abort {id}` (which runs the playbook's compensation) and start a new run.",
-                                step.key, intent.action, intent.input
-                            ),
-                        }
-                        .into());
-                    }
-                }
+                let in_flight = in_flight_calls(&record, &id, env.catalog.as_ref())?;
                 let (loaded, options) = prepare(&env, &record, &id, inputs_file.as_deref(), force)?;
-                let options = RunOptions { yes, ..options };
+                let options = RunOptions {
+                    yes,
+                    in_flight,
+                    ..options
+                };
                 state
                     .mark_resumed(&id, force)
                     .map_err(|e| state_error("cannot resume", e))?;
@@ -148,6 +162,64 @@ impl Runs {
     }
 }
 
+/// The changing calls each unfinished step left in flight, as the executor
+/// settles them; refuses the resume when one cannot be settled.
+fn in_flight_calls(
+    record: &RunRecord,
+    id: &str,
+    catalog: &dyn ActionCatalog,
+) -> anyhow::Result<BTreeMap<String, Vec<InFlightCall>>> {
+    let refuse = |message: String| -> anyhow::Error {
+        Exit {
+            code: exit::RUN_FAILED,
+            message: format!("error: {message}"),
+        }
+        .into()
+    };
+    let mut out: BTreeMap<String, Vec<InFlightCall>> = BTreeMap::new();
+    for step in record.in_flight() {
+        for calls in record.in_flight_calls(&step.key) {
+            let Some(intent) = calls.call else {
+                return Err(refuse(format!(
+                    "cannot resume run {id}: step {} journaled a revoke for call {} but never the call itself; \
+                     check the vendor, then `rota runs abort {id}`",
+                    step.key, calls.idempotency_key
+                )));
+            };
+            let call = InFlightCall {
+                action: intent.action,
+                input: intent.input,
+                idempotency_key: calls.idempotency_key,
+                snapshot: intent.snapshot,
+                captured: calls.captures.iter().map(|c| c.handle.clone()).collect(),
+                key_id: calls.captures.iter().rev().find_map(|c| c.key_id.clone()),
+                pending_revokes: calls
+                    .pending_revokes
+                    .into_iter()
+                    .filter_map(|p| {
+                        Some(PendingRevoke {
+                            key_id: p.revokes?,
+                            action: p.action,
+                            input: p.input,
+                        })
+                    })
+                    .collect(),
+            };
+            let spec = split_uses(&call.action).and_then(|(p, a)| catalog.lookup(p, a));
+            if reconcile::resolve(&call, spec.as_ref()) == Resolution::Refuse {
+                return Err(refuse(reconcile::refusal(id, &step.key.to_string(), &call)));
+            }
+            out.entry(step.key.step.clone()).or_default().push(call);
+        }
+    }
+    Ok(out)
+}
+
+/// `--rehearsal`: the command reads the rehearsal state.
+fn rehearsal() -> bool {
+    crate::commands::globals().rehearsal
+}
+
 /// The playbook and options to continue (or abort) a journaled run.
 fn prepare(
     env: &Env,
@@ -164,7 +236,7 @@ fn prepare(
         ))
     })?;
     let refused: Vec<String> = record
-        .resume_blockers(&loaded.digest, &Default::default())
+        .resume_blockers(&loaded.digest, &env.plugin_digests(&loaded))
         .iter()
         .filter(|b| !(force && b.forceable()))
         .map(|b| {
@@ -215,6 +287,7 @@ fn prepare(
         seed: None,
         resume: Some(finished),
         abort: false,
+        in_flight: BTreeMap::new(),
         stand_in: None,
     };
     Ok((loaded, options))

@@ -20,11 +20,7 @@ fn store_error(e: rota_core::StoreError) -> anyhow::Error {
         rota_core::StoreError::NotFound(_)
         | rota_core::StoreError::NoSuchVersion(_)
         | rota_core::StoreError::InvalidName(_) => exit::usage(format!("error: {e}")),
-        other => exit::Exit {
-            code: exit::ENVIRONMENT,
-            message: format!("error: {other}"),
-        }
-        .into(),
+        other => exit::environment(format!("error: {other}")),
     }
 }
 

@@ -4,7 +4,7 @@ use rota_state::render;
 
 use crate::cli::StateCmd as Cmd;
 use crate::commands::{open_state, state_error};
-use crate::exit::{self, Exit};
+use crate::exit;
 
 pub struct StateCmd {
     pub cmd: Cmd,
@@ -29,11 +29,9 @@ impl StateCmd {
                     .map_err(|e| state_error("cannot check the state", e))?;
                 print!("{}", render::check_report(&report));
                 if !report.is_ok() {
-                    return Err(Exit {
-                        code: exit::ENVIRONMENT,
-                        message: "error: the state has damage (see above)".to_owned(),
-                    }
-                    .into());
+                    return Err(exit::environment(
+                        "error: the state has damage (see above)".to_owned(),
+                    ));
                 }
             }
         }

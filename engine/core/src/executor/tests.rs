@@ -17,14 +17,16 @@ use crate::operator::{Absent, Scripted};
 use crate::store::MemoryStore;
 use crate::yaml::Source;
 
-type Reply = Result<Value, ActionError>;
+pub(super) type Reply = Result<Value, ActionError>;
 
 /// A plugin whose replies are scripted per action, recording when each call
 /// started (in virtual time) and how many ran at once.
-struct Fake {
+pub(super) struct Fake {
     specs: Vec<ActionSpec>,
     replies: Mutex<HashMap<String, VecDeque<Reply>>>,
     calls: Mutex<Vec<(String, Duration)>>,
+    /// (action, input, idempotency key) of every call, in order.
+    inputs: Mutex<Vec<(String, Value, String)>>,
     start: Instant,
     work: Duration,
     in_flight: Mutex<(usize, usize)>,
@@ -32,11 +34,12 @@ struct Fake {
 }
 
 impl Fake {
-    fn new(specs: Vec<ActionSpec>) -> Self {
+    pub(super) fn new(specs: Vec<ActionSpec>) -> Self {
         Self {
             specs,
             replies: Mutex::new(HashMap::new()),
             calls: Mutex::new(Vec::new()),
+            inputs: Mutex::new(Vec::new()),
             start: Instant::now(),
             work: Duration::ZERO,
             in_flight: Mutex::new((0, 0)),
@@ -44,7 +47,7 @@ impl Fake {
         }
     }
 
-    fn reply(self, action: &str, replies: Vec<Reply>) -> Self {
+    pub(super) fn reply(self, action: &str, replies: Vec<Reply>) -> Self {
         self.replies
             .lock()
             .expect("lock")
@@ -64,9 +67,30 @@ impl Fake {
     fn max_in_flight(&self) -> usize {
         self.in_flight.lock().expect("lock").1
     }
+
+    /// The actions called, in order.
+    pub(super) fn called(&self) -> Vec<String> {
+        self.inputs
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(a, _, _)| a.clone())
+            .collect()
+    }
+
+    /// (input, idempotency key) of every call of `action`.
+    pub(super) fn inputs_of(&self, action: &str) -> Vec<(Value, String)> {
+        self.inputs
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(a, _, _)| a == action)
+            .map(|(_, i, k)| (i.clone(), k.clone()))
+            .collect()
+    }
 }
 
-fn spec(action: &str, read_only: bool, basis: Basis, output: Value) -> ActionSpec {
+pub(super) fn spec(action: &str, read_only: bool, basis: Basis, output: Value) -> ActionSpec {
     ActionSpec {
         plugin: "fake".to_owned(),
         action: action.to_owned(),
@@ -104,6 +128,11 @@ impl ActionRunner for Runner {
         Box::pin(async move {
             let at = fake.start.elapsed();
             fake.calls.lock().expect("lock").push((call.action.clone(), at));
+            fake.inputs.lock().expect("lock").push((
+                call.action.clone(),
+                call.input.clone(),
+                call.idempotency_key.clone(),
+            ));
             {
                 let mut f = fake.in_flight.lock().expect("lock");
                 f.0 += 1;
@@ -122,14 +151,18 @@ impl ActionRunner for Runner {
     }
 }
 
-struct Harness {
-    fake: Arc<Fake>,
-    executor: Executor,
-    recorder: Arc<Recorder>,
-    store: Arc<MemoryStore>,
+pub(super) struct Harness {
+    pub(super) fake: Arc<Fake>,
+    pub(super) executor: Executor,
+    pub(super) recorder: Arc<Recorder>,
+    pub(super) store: Arc<MemoryStore>,
 }
 
 fn harness(fake: Fake, operator: Arc<dyn Operator>) -> Harness {
+    harness_with(fake, operator, Arc::new(crate::journal::NoJournal))
+}
+
+pub(super) fn harness_with(fake: Fake, operator: Arc<dyn Operator>, journal: Arc<dyn Journal>) -> Harness {
     let fake = Arc::new(fake);
     let recorder = Arc::new(Recorder::default());
     let store = Arc::new(MemoryStore::new());
@@ -140,7 +173,7 @@ fn harness(fake: Fake, operator: Arc<dyn Operator>) -> Harness {
         store: store.clone(),
         operator,
         reporter: recorder.clone(),
-        journal: Arc::new(crate::journal::NoJournal),
+        journal,
         clock: Arc::new(move || fixed),
     };
     Harness {
@@ -151,7 +184,7 @@ fn harness(fake: Fake, operator: Arc<dyn Operator>) -> Harness {
     }
 }
 
-async fn run(h: &Harness, yaml: &str, opts: RunOptions) -> RunReport {
+pub(super) async fn run(h: &Harness, yaml: &str, opts: RunOptions) -> RunReport {
     let loaded = load_source(Source::new("t.yaml", yaml), h.fake.as_ref())
         .unwrap_or_else(|d| panic!("test playbook is invalid:\n{}", d.render()));
     let opts = RunOptions {
@@ -166,11 +199,11 @@ fn one_step(extra: &str) -> String {
     format!("name: t\ndescription: t\nsteps:\n  - id: call\n    uses: fake.get\n{extra}")
 }
 
-fn status_of(r: &RunReport, id: &str) -> Option<StepStatus> {
+pub(super) fn status_of(r: &RunReport, id: &str) -> Option<StepStatus> {
     r.steps.iter().find(|s| s.id == id).map(|s| s.status)
 }
 
-fn upstream(status: u16) -> Reply {
+pub(super) fn upstream(status: u16) -> Reply {
     Err(ActionError::Upstream {
         status,
         body: "try later".to_owned(),
@@ -506,7 +539,13 @@ impl crate::journal::Journal for Credentials {
     fn step_started(&self, _: &str, _: At<'_>, _: u32) -> Result<(), JournalError> {
         Ok(())
     }
-    fn intent(&self, _: &str, _: At<'_>, _: &str, _: &Value, _: &str) -> Result<(), JournalError> {
+    fn intent(&self, _: &str, _: At<'_>, _: &crate::journal::IntentRecord<'_>) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn reconciled(&self, _: &str, _: At<'_>, _: &crate::reconcile::Reconciled) -> Result<(), JournalError> {
+        Ok(())
+    }
+    fn revoked(&self, _: &str, _: At<'_>, _: &crate::reconcile::Revoked) -> Result<(), JournalError> {
         Ok(())
     }
     fn step_finished(

@@ -5,6 +5,10 @@
 //! is resolved, so a handle can only ever travel to a granted origin of a
 //! plugin it is bound to; captured values go straight into the store and the
 //! plugin gets a handle back, with the field removed from what it sees.
+//! The vendor's key ID (the action's `key_id` pointer) is read from the same
+//! answer and committed with the secret; a capture whose commit fails is
+//! remembered for the call, which then fails with `CaptureFailed` whatever
+//! the plugin returns, so the executor can revoke the key by that ID.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +22,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::clock::now_ms;
 use crate::bindings::v1::rota::plugin::http;
-use crate::host::{State, Stop};
+use crate::host::{CaptureFailure, State, Stop};
 
 /// Links `rota:plugin/http` into a plugin linker.
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
@@ -252,7 +256,7 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
     let captured = if req.capture.is_empty() || !(200..300).contains(&status) {
         Vec::new()
     } else {
-        capture(ctx, &req.capture, &mut resp_headers, &mut bytes)?
+        capture(ctx, &req.capture, &mut resp_headers, &mut bytes).await?
     };
     Ok(http::Response {
         status,
@@ -286,16 +290,42 @@ fn transport_error(ctx: &crate::host::CallCtx, origin: &str, e: &reqwest::Error)
     http::HttpError::Transport(format!("{}.{}: {origin}: {chain}", ctx.plugin, ctx.action))
 }
 
-fn capture(
+/// The vendor's key ID at `pointer` of the answer, as text.
+fn read_key_id(doc: Option<&Value>, pointer: &str) -> Option<String> {
+    match doc?.pointer(pointer)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+async fn capture(
     ctx: &crate::host::CallCtx,
     specs: &[http::Capture],
     headers: &mut Vec<http::Header>,
     body: &mut Vec<u8>,
 ) -> Result<Vec<http::Captured>, http::HttpError> {
-    let _span =
-        tracing::info_span!("plugin.http.capture", plugin = %ctx.plugin, action = %ctx.action).entered();
+    let span = tracing::info_span!("plugin.http.capture", plugin = %ctx.plugin, action = %ctx.action);
+    capture_in_span(ctx, specs, headers, body).instrument(span).await
+}
+
+async fn capture_in_span(
+    ctx: &crate::host::CallCtx,
+    specs: &[http::Capture],
+    headers: &mut Vec<http::Header>,
+    body: &mut Vec<u8>,
+) -> Result<Vec<http::Captured>, http::HttpError> {
     let fail = |m: String| http::HttpError::CaptureFailed(format!("{}.{}: {m}", ctx.plugin, ctx.action));
-    let mut json: Option<Value> = None;
+    rota_core::journal::crash_point(&ctx.call.step_id, "answer");
+    let mut json: Option<Value> = serde_json::from_slice(body).ok();
+    let key_id = ctx.key_id.as_deref().and_then(|ptr| {
+        let found = read_key_id(json.as_ref(), ptr);
+        if found.is_none() {
+            tracing::warn!(plugin = %ctx.plugin, action = %ctx.action, key_id = %ptr,
+                "the answer has no vendor key ID at the action's key_id pointer; the secret is stored without one");
+        }
+        found
+    });
     let mut out = Vec::new();
     for spec in specs {
         // Decide where it goes before touching the value.
@@ -346,13 +376,16 @@ fn capture(
                 }
             }
             http::CaptureSource::JsonPointer(ptr) => {
-                if json.is_none() {
-                    json = Some(
-                        serde_json::from_slice(body)
-                            .map_err(|e| fail(format!("the response is not JSON: {e}")))?,
-                    );
-                }
-                let doc = json.as_mut().ok_or_else(|| fail("no JSON".to_owned()))?;
+                let doc = match json.as_mut() {
+                    Some(doc) => doc,
+                    None => {
+                        let e = serde_json::from_slice::<Value>(body).err();
+                        return Err(fail(format!(
+                            "the response is not JSON: {}",
+                            e.map(|e| e.to_string()).unwrap_or_default()
+                        )));
+                    }
+                };
                 let taken = take_pointer(doc, ptr)
                     .ok_or_else(|| fail(format!("the response has nothing at {ptr}")))?;
                 match taken {
@@ -366,20 +399,52 @@ fn capture(
             run_id: Some(ctx.call.run_id.clone()),
             step_id: Some(ctx.call.step_id.clone()),
             source: Some(ctx.plugin.clone()),
-            key_id: None,
+            key_id: if target.ephemeral { None } else { key_id.clone() },
+            idempotency_key: Some(ctx.call.idempotency_key.clone()),
         };
-        let handle = ctx
-            .call
-            .secrets
-            .capture(&ctx.plugin, &target, Secret::new(value), provenance)
-            .map_err(|e| fail(format!("cannot store the captured secret: {e}")))?;
-        tracing::info!(plugin = %ctx.plugin, action = %ctx.action, capture = %label, handle = %handle, "secret captured");
+        // The commit is synced SQLite I/O: off the async workers.
+        let scope = ctx.call.secrets.clone();
+        let (plugin, secret) = (ctx.plugin.clone(), target.name.clone());
+        let value = Secret::new(value);
+        let committed =
+            tokio::task::spawn_blocking(move || scope.capture(&plugin, &target, value, provenance))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        let handle = match committed {
+            Ok(h) => h,
+            Err(e) => {
+                let message = format!(
+                    "{}.{}: the vendor answered with secret {secret} but rota could not store it ({e}); \
+                     the key it belongs to ({}) is live at the vendor and rota does not hold its value",
+                    ctx.plugin,
+                    ctx.action,
+                    match &key_id {
+                        Some(k) => format!("vendor key ID {k}"),
+                        None => "vendor key ID unknown".to_owned(),
+                    }
+                );
+                tracing::error!(plugin = %ctx.plugin, action = %ctx.action, capture = %label, secret = %secret,
+                    key_id = key_id.as_deref().unwrap_or("-"), "captured secret not stored");
+                ctx.capture_failed(CaptureFailure {
+                    message: message.clone(),
+                    key_id: key_id.clone(),
+                });
+                return Err(http::HttpError::CaptureFailed(message));
+            }
+        };
+        tracing::info!(plugin = %ctx.plugin, action = %ctx.action, capture = %label, handle = %handle,
+            key_id = key_id.as_deref().unwrap_or("-"), "secret captured");
         out.push(http::Captured {
             name: label,
             handle: handle.to_string(),
         });
     }
-    if let Some(doc) = json {
+    if let Some(doc) = json
+        && !specs
+            .iter()
+            .all(|c| matches!(c.source, http::CaptureSource::Header(_)))
+    {
         *body = serde_json::to_vec(&doc).map_err(|e| fail(e.to_string()))?;
     }
     Ok(out)

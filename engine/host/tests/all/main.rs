@@ -2,6 +2,7 @@
 //! loopback servers; real wasm plugins built by build.rs.
 
 mod basics;
+mod capture;
 mod hostile;
 mod http;
 mod packaging;

@@ -29,6 +29,7 @@ fn capture(run_id: &str, step: &str, key_id: &str) -> Provenance {
         step_id: Some(step.into()),
         source: Some("plex".into()),
         key_id: Some(key_id.into()),
+        idempotency_key: None,
     }
 }
 
@@ -58,6 +59,7 @@ fn a_finished_run_reads_back_as_a_timeline() -> TestResult {
                 action: "plex.create_client_secret".into(),
                 input: json!({"customer": customer, "admin": {"$secret": "plex/acme/admin@1"}}),
                 idempotency_key: Some(format!("r1/mint/{i}")),
+                ..Intent::default()
             },
         )?;
         let value = t.secret(customer);
@@ -157,6 +159,7 @@ fn misuse_is_refused_with_the_run_named() -> TestResult {
         action: "p.a".into(),
         input: json!({}),
         idempotency_key: None,
+        ..Intent::default()
     };
     assert!(matches!(
         s.intent("r", &k, &intent),
@@ -230,6 +233,7 @@ fn an_interrupted_run_shows_what_to_reconcile_and_resumes() -> TestResult {
             action: "plex.create_client_secret".into(),
             input: json!({"customer": "acme"}),
             idempotency_key: None,
+            ..Intent::default()
         },
     )?;
     let v = t.secret("minted");
@@ -351,6 +355,7 @@ fn child_capture_then_abort() -> TestResult {
             action: "plex.create_client_secret".into(),
             input: json!({}),
             idempotency_key: None,
+            ..Intent::default()
         },
     )?;
     store.put(
@@ -444,5 +449,113 @@ fn abort_marks_the_run_and_releases_its_locks_at_once() -> TestResult {
     assert_eq!(run.summary.status, RunStatus::Aborted);
     assert!(other.audit_entries()?.iter().any(|e| e.action == "run.abort"));
     assert!(other.abort_run("r").is_err(), "already finished");
+    Ok(())
+}
+
+/// A resume reads, per idempotency key, the latest call, the captures made
+/// for that exact call (each for_each item its own) and the revokes not
+/// known to have finished, across every attempt since the step last ended.
+#[test]
+fn in_flight_calls_are_settled_per_idempotency_key_across_attempts() -> TestResult {
+    use rota_core::reconcile::{Decision, Reconciled, RevokeOutcome, Revoked};
+    let mut t = T::new();
+    let s = t.state.clone();
+    s.begin_run(&start("r"))?;
+    let mint = StepKey::new("mint");
+    let call = |key: &str, snapshot: Option<serde_json::Value>| Intent {
+        action: "keys.create-key".into(),
+        input: json!({"name": key}),
+        idempotency_key: Some(key.into()),
+        snapshot,
+        revokes: None,
+    };
+    let revoke = |key: &str, id: &str| Intent {
+        action: "keys.revoke-key".into(),
+        input: json!({"input": {"name": key}, "key_id": id}),
+        idempotency_key: Some(key.into()),
+        snapshot: None,
+        revokes: Some(id.into()),
+    };
+    s.step_started("r", &mint, 1)?;
+    s.intent("r", &mint, &call("r/mint/0", Some(json!({"ids": ["k1"]}))))?;
+    s.intent("r", &mint, &call("r/mint/1", None))?;
+    // Item 1 commits first: the capture must still attach to item 1, not to
+    // the step's latest call.
+    let captured = |item: usize, key_id: &str| Provenance {
+        idempotency_key: Some(format!("r/mint/{item}")),
+        ..capture("r", "mint", key_id)
+    };
+    let v1 = t.secret("item-1-secret");
+    let h1 = t.store.put("keys/fleet/key", &v1, &captured(1, "k3"))?;
+    let v0 = t.secret("item-0-secret");
+    let h0 = t.store.put("keys/fleet/key", &v0, &captured(0, "k2"))?;
+    // An interrupted resume: item 1 was found orphaned, one revoke finished,
+    // the other did not, and the call was redone (no capture yet).
+    s.step_started("r", &mint, 1)?;
+    s.reconciled(
+        "r",
+        &mint,
+        &Reconciled {
+            action: "keys.create-key".into(),
+            idempotency_key: "r/mint/1".into(),
+            decision: Decision::Orphaned,
+            key_ids: vec!["k3".into(), "k4".into()],
+        },
+    )?;
+    s.intent("r", &mint, &revoke("r/mint/1", "k3"))?;
+    s.revoked(
+        "r",
+        &mint,
+        &Revoked {
+            action: "keys.revoke-key".into(),
+            idempotency_key: "r/mint/1".into(),
+            key_id: "k3".into(),
+            outcome: RevokeOutcome::Revoked,
+            error: None,
+        },
+    )?;
+    s.intent("r", &mint, &revoke("r/mint/1", "k4"))?;
+    s.intent("r", &mint, &call("r/mint/1", Some(json!({"ids": ["k1", "k2"]}))))?;
+
+    let run = s.load_run("r")?;
+    let calls = run.in_flight_calls(&mint);
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].idempotency_key, "r/mint/0");
+    assert_eq!(
+        calls[0].call,
+        Some(call("r/mint/0", Some(json!({"ids": ["k1"]}))))
+    );
+    let handles: Vec<_> = calls[0]
+        .captures
+        .iter()
+        .map(|c| (c.handle.clone(), c.key_id.clone()))
+        .collect();
+    assert_eq!(handles, vec![(h0, Some("k2".to_owned()))]);
+    assert_eq!(calls[1].idempotency_key, "r/mint/1");
+    assert_eq!(
+        calls[1].call,
+        Some(call("r/mint/1", Some(json!({"ids": ["k1", "k2"]})))),
+        "the redo is the call to settle"
+    );
+    assert!(
+        calls[1].captures.is_empty(),
+        "{h1} was captured before the redo: it belongs to the orphan"
+    );
+    assert_eq!(calls[1].pending_revokes, vec![revoke("r/mint/1", "k4")]);
+    let timeline = rota_state::render::run_timeline(&run);
+    for line in [
+        "mint:   calling keys.create-key (idempotency key r/mint/0, vendor state snapshot taken)",
+        "mint:   reconciled keys.create-key (idempotency key r/mint/1): left orphan key(s) k3, k4; revoking them, then redoing it",
+        "mint:   calling keys.revoke-key to revoke key k3 (idempotency key r/mint/1)",
+        "mint:   revoked key k3 (keys.revoke-key)",
+    ] {
+        assert!(timeline.contains(line), "no {line:?} in:\n{timeline}");
+    }
+    s.step_finished("r", &mint, &ok(json!([])))?;
+    assert!(
+        s.load_run("r")?.in_flight_calls(&mint).is_empty(),
+        "a finished step has nothing in flight"
+    );
+    t.assert_no_leaks(&[]);
     Ok(())
 }

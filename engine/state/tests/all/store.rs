@@ -124,6 +124,7 @@ fn provenance_is_stored_with_the_version() -> TestResult {
         step_id: Some("mint".into()),
         source: Some("plex".into()),
         key_id: Some("kid-123".into()),
+        idempotency_key: None,
     };
     let h = t.store.put("plex/acme/s", &v, &p)?;
     let info = t.store.versions("plex/acme/s")?;
