@@ -5,15 +5,15 @@
 //!
 //! Design decision: a secret is only ever deleted by an ID the secrets grid
 //! lists at that moment (the portal's own delete confirmation names no
-//! secret, so nothing here deletes "the selected row"), and an add whose
-//! answer was lost deletes the secrets it made before failing: a retry never
-//! leaves behind a live secret whose value nobody holds.
+//! secret, so nothing here deletes "the selected row"). A call whose answer
+//! was lost is settled by rota with this plugin's reconcile actions, which
+//! read the grid: a delete is done when its ID is gone, and a secret added
+//! since the snapshot whose value rota never stored is an orphan to revoke.
 
 mod date;
 mod portal;
 
-use std::collections::BTreeMap;
-
+use rota_plugin_sdk::resume::{Outcome, Reconcile, Revoke, Snapshot};
 use rota_plugin_sdk::secrets::Handle;
 use rota_plugin_sdk::{Context, Error, Value, clock, http, json};
 use serde::{Deserialize, Serialize};
@@ -270,8 +270,6 @@ fn delete_secret(ctx: &Context, input: DeleteIn) -> Result<Value, Error> {
     let matching: Vec<&Judged> = grid.iter().filter(|j| j.row.id == input.secret_id).collect();
     let target = match matching.as_slice() {
         [one] => *one,
-        // This step's earlier attempt may have deleted it and lost the answer.
-        [] if ctx.attempt > 1 => return Ok(input.deleted(None)),
         [] => {
             return Err(Error::NotFound(format!(
                 "client {} has no secret {} (its secrets: {}); nothing was deleted",
@@ -298,7 +296,6 @@ fn delete_secret(ctx: &Context, input: DeleteIn) -> Result<Value, Error> {
     let dates = (target.row.created_date.clone(), target.row.valid_until.clone());
     match portal.delete(&input.client_id, &input.secret_id)? {
         Deleted::Deleted => Ok(input.deleted(Some((&dates.0, &dates.1)))),
-        Deleted::Gone if ctx.attempt > 1 => Ok(input.deleted(Some((&dates.0, &dates.1)))),
         Deleted::Gone => Err(Error::NotFound(format!(
             "secret {} of client {} disappeared while rota was deleting it",
             input.secret_id, input.client_id
@@ -306,24 +303,15 @@ fn delete_secret(ctx: &Context, input: DeleteIn) -> Result<Value, Error> {
     }
 }
 
-/// The envelope rota hands a reconcile action (`docs/plugins.md`, "Resume").
-#[derive(Deserialize)]
-struct Reconcile<I, S> {
-    input: I,
-    snapshot: Option<S>,
-    #[serde(default)]
-    captured: BTreeMap<String, Handle>,
-    #[serde(default)]
-    key_id: Option<String>,
-}
-
 /// A delete was interrupted: it took effect exactly when the ID is gone.
-fn reconcile_delete_secret(ctx: &Context, r: Reconcile<DeleteIn, Value>) -> Result<Value, Error> {
+fn reconcile_delete_secret(ctx: &Context, r: Reconcile<DeleteIn, Value>) -> Result<Outcome<Value>, Error> {
     let grid = Portal::new(ctx, &r.input.portal_key).secrets(&r.input.client_id)?;
     Ok(if grid.iter().any(|s| s.id == r.input.secret_id) {
-        json!({"outcome": "not_applied"})
+        Outcome::NotApplied
     } else {
-        json!({"outcome": "applied", "output": r.input.deleted(None)})
+        Outcome::Applied {
+            output: r.input.deleted(None),
+        }
     })
 }
 
@@ -362,66 +350,10 @@ impl AddIn {
     }
 }
 
-/// Whether a failed call may still have been carried out by Plex (a 5xx,
-/// or no answer at all), as opposed to refused.
-fn maybe_applied(e: &Error) -> bool {
-    matches!(e, Error::Upstream { .. })
-}
-
 fn add_secret(ctx: &Context, input: AddIn) -> Result<Value, Error> {
-    let portal = Portal::new(ctx, &input.portal_key);
-    let before: Vec<String> = portal
-        .secrets(&input.client_id)?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
-    match portal.create(&input.client_id, input.valid_days.unwrap_or(DEFAULT_VALID_DAYS)) {
-        Ok(created) => Ok(input.added(&created.row, &created.secret)),
-        Err(e) if maybe_applied(&e) => Err(clean_up_lost_add(&portal, &input.client_id, &before, e)),
-        Err(e) => Err(e),
-    }
-}
-
-/// After an add whose answer never arrived: any secret the grid lists now
-/// and did not list before was made by it and its value is lost, so it is
-/// deleted. The original (transient) error is returned when that worked, so
-/// the step's retry adds cleanly; otherwise an error naming what to check.
-fn clean_up_lost_add(portal: &Portal<'_>, client_id: &str, before: &[String], cause: Error) -> Error {
-    let mut last = None;
-    for _ in 0..3 {
-        let orphans: Vec<String> = match portal.secrets(client_id) {
-            Ok(grid) => grid
-                .into_iter()
-                .map(|s| s.id)
-                .filter(|id| !before.contains(id))
-                .collect(),
-            Err(e) => {
-                last = Some(e);
-                continue;
-            }
-        };
-        let mut failed = None;
-        for id in &orphans {
-            if let Err(e) = portal.delete(client_id, id) {
-                failed = Some(e);
-            }
-        }
-        match failed {
-            None => return cause,
-            Some(e) => last = Some(e),
-        }
-    }
-    Error::Internal(format!(
-        "adding a secret to client {client_id} failed ({cause}) and rota could not check whether Plex added \
-         one anyway ({}): look for a secret created just now in the grid of {client_id} and delete it, since \
-         nobody holds its value",
-        last.map(|e| e.to_string()).unwrap_or_default()
-    ))
-}
-
-#[derive(Deserialize)]
-struct SnapshotIn {
-    input: AddIn,
+    let created = Portal::new(ctx, &input.portal_key)
+        .create(&input.client_id, input.valid_days.unwrap_or(DEFAULT_VALID_DAYS))?;
+    Ok(input.added(&created.row, &created.secret))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -429,7 +361,7 @@ struct SecretIds {
     secret_ids: Vec<String>,
 }
 
-fn snapshot_secrets(ctx: &Context, s: SnapshotIn) -> Result<SecretIds, Error> {
+fn snapshot_secrets(ctx: &Context, s: Snapshot<AddIn>) -> Result<SecretIds, Error> {
     let grid = Portal::new(ctx, &s.input.portal_key).secrets(&s.input.client_id)?;
     Ok(SecretIds {
         secret_ids: grid.into_iter().map(|r| r.id).collect(),
@@ -439,12 +371,14 @@ fn snapshot_secrets(ctx: &Context, s: SnapshotIn) -> Result<SecretIds, Error> {
 /// An add was interrupted. rota stored a secret with its ID: adopt it if
 /// Plex still lists that ID. Otherwise any secret added since the snapshot
 /// holds a value rota never got: orphans, to revoke before adding again.
-fn reconcile_add_secret(ctx: &Context, r: Reconcile<AddIn, SecretIds>) -> Result<Value, Error> {
+fn reconcile_add_secret(ctx: &Context, r: Reconcile<AddIn, SecretIds>) -> Result<Outcome<Value>, Error> {
     let grid = Portal::new(ctx, &r.input.portal_key).secrets(&r.input.client_id)?;
     if let (Some(secret), Some(id)) = (r.captured.get("secret"), &r.key_id) {
         return Ok(match grid.iter().find(|row| &row.id == id) {
-            Some(row) => json!({"outcome": "applied", "output": r.input.added(row, secret)}),
-            None => json!({"outcome": "not_applied"}),
+            Some(row) => Outcome::Applied {
+                output: r.input.added(row, secret),
+            },
+            None => Outcome::NotApplied,
         });
     }
     let snapshot = r.snapshot.ok_or_else(|| {
@@ -458,19 +392,13 @@ fn reconcile_add_secret(ctx: &Context, r: Reconcile<AddIn, SecretIds>) -> Result
         .filter(|id| !snapshot.secret_ids.contains(id))
         .collect();
     Ok(if orphans.is_empty() {
-        json!({"outcome": "not_applied"})
+        Outcome::NotApplied
     } else {
-        json!({"outcome": "orphaned", "key_ids": orphans})
+        Outcome::Orphaned { key_ids: orphans }
     })
 }
 
-#[derive(Deserialize)]
-struct RevokeIn {
-    input: AddIn,
-    key_id: String,
-}
-
-fn revoke_secret(ctx: &Context, r: RevokeIn) -> Result<Value, Error> {
+fn revoke_secret(ctx: &Context, r: Revoke<AddIn>) -> Result<Value, Error> {
     match Portal::new(ctx, &r.input.portal_key).delete(&r.input.client_id, &r.key_id)? {
         Deleted::Deleted => Ok(json!({"key_id": r.key_id, "deleted": true})),
         Deleted::Gone => Err(Error::NotFound(format!(

@@ -86,12 +86,14 @@ fn transient_faults_on_every_route_are_retried_to_the_same_end() {
 }
 
 /// Plex adds the secret (and deletes the expired one) but the answer is cut
-/// off: the caller cannot know the change happened. The add deletes the
-/// secret whose value it never got before the retry adds a clean one, and
-/// the retried delete finds its secret already gone: one new secret, as if
-/// nothing had happened. (Fault seed 6: the first add, the expired secret's
-/// delete and the old secret's delete lose their answer; the add's clean-up
-/// delete and the retried add do not; the log below proves it.)
+/// off: the caller cannot know the change happened. rota settles each such
+/// call with the plugin's reconcile actions before going on: a delete whose
+/// ID is gone is done (adopted, not repeated); the secret the add made,
+/// whose value rota never got, is revoked before the add is made again. One
+/// new secret, as if nothing had happened. (Fault seed 6: the first add,
+/// the expired secret's delete and the old secret's delete lose their
+/// answer; the orphan's revoke and the second add do not; the fault log
+/// below proves it.)
 #[test]
 fn lost_answers_of_an_add_and_a_delete_leave_no_stray_secret() {
     let mut rig = Rig::start("{}", true);
@@ -101,12 +103,7 @@ fn lost_answers_of_an_add_and_a_delete_leave_no_stray_secret() {
     ]);
     set_faults(&rig, "plex", &json!({"seed": 6, "rules": rules}));
     let out = rig.run("r1", &[], &[]);
-    assert_eq!(
-        out.status, 0,
-        "{}
-{}",
-        out.stdout, out.stderr
-    );
+    assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
     let cut: Vec<String> = injected(&rig, "plex")
         .into_iter()
         .map(|(method, _, kind)| format!("{method} {kind}"))
@@ -116,14 +113,22 @@ fn lost_answers_of_an_add_and_a_delete_leave_no_stray_secret() {
         ["DELETE truncate", "POST truncate", "DELETE truncate"],
         "the faults this test is about"
     );
-    let retried: Vec<String> = events(&out)
-        .iter()
-        .filter(|e| e["event"] == "step_retrying")
-        .filter_map(|e| e["id"].as_str().map(str::to_owned))
-        .collect();
+    let of = |event: &str, text: &str| -> Vec<String> {
+        events(&out)
+            .iter()
+            .filter(|e| e["event"] == event && e["message"].as_str().unwrap_or_default().contains(text))
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .collect()
+    };
     assert_eq!(
-        retried,
-        ["delete_expired_secret", "add_new_secret", "delete_old_secret"]
+        of("message", "failed after it may have reached the vendor"),
+        ["delete_expired_secret", "add_new_secret", "delete_old_secret"],
+        "every lost answer was settled by reading the grid"
+    );
+    assert_eq!(
+        of("step_retrying", ""),
+        ["add_new_secret"],
+        "only the add was made again"
     );
     assert_eq!(rig.outcome(), reset_done());
     rig.scan();
