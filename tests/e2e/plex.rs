@@ -19,9 +19,8 @@ mod rehearsal;
 use std::path::Path;
 use std::sync::Arc;
 
-use rota_testkit::{LeakScanner, assert_no_leaks};
+use rota_testkit::{LeakScanner, assert_no_leaks, fingerprint};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::sims::Sims;
 use crate::test::{Output, Test, repo};
@@ -43,11 +42,6 @@ pub(crate) const INPUTS: [&str; 10] = [
     "-i",
     "business_node=1042",
 ];
-
-/// What the simulators show for a value (`sha256:<hex>`).
-pub(crate) fn fingerprint(value: &str) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(value.as_bytes())))
-}
 
 /// The JSON events of a `--output json` run, one per line.
 pub(crate) fn events(out: &Output) -> Vec<Value> {
