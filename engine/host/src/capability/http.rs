@@ -110,6 +110,11 @@ fn replace_handle(value: &mut Value, handle: &str, secret: &Secret) -> usize {
 }
 
 async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Response, http::HttpError> {
+    let targets = req
+        .capture
+        .iter()
+        .map(|spec| capture_target(ctx, spec))
+        .collect::<Result<Vec<_>, _>>()?;
     let (url, origin) = match ctx.policy.check_url(&req.url) {
         Ok(ok) => ok,
         Err(d) => {
@@ -256,7 +261,7 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
     let captured = if req.capture.is_empty() || !(200..300).contains(&status) {
         Vec::new()
     } else {
-        capture(ctx, &req.capture, &mut resp_headers, &mut bytes).await?
+        capture(ctx, &req.capture, targets, &mut resp_headers, &mut bytes).await?
     };
     Ok(http::Response {
         status,
@@ -299,19 +304,66 @@ fn read_key_id(doc: Option<&Value>, pointer: &str) -> Option<String> {
     }
 }
 
+/// Where a capture goes (its label and target), or why it cannot be taken:
+/// decided before the request is sent, so a plugin's capture that the
+/// action does not declare, or the step does not map, fails before the
+/// vendor makes a secret nobody could keep.
+fn capture_target(
+    ctx: &crate::host::CallCtx,
+    spec: &http::Capture,
+) -> Result<(String, CaptureTarget), http::HttpError> {
+    let fail = |m: String| http::HttpError::CaptureFailed(format!("{}.{}: {m}", ctx.plugin, ctx.action));
+    Ok(match &spec.into {
+        http::CaptureInto::Step(name) => {
+            if !ctx.declared_captures.contains(name) {
+                return Err(fail(format!(
+                    "capture {name:?} is not declared by the action (declared: {})",
+                    if ctx.declared_captures.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        ctx.declared_captures.join(", ")
+                    }
+                )));
+            }
+            let target = ctx.call.captures.get(name).cloned().ok_or_else(|| {
+                fail(format!(
+                    "the step maps no secret to capture {name:?}; add it to the step's secrets"
+                ))
+            })?;
+            (name.clone(), target)
+        }
+        http::CaptureInto::Ephemeral(label) => {
+            let name = format!("{}/ephemeral/{label}", ctx.plugin);
+            rota_core::secret::validate_secret_name(&name).map_err(fail)?;
+            (
+                label.clone(),
+                CaptureTarget {
+                    name,
+                    send_to: Vec::new(),
+                    ephemeral: true,
+                },
+            )
+        }
+    })
+}
+
 async fn capture(
     ctx: &crate::host::CallCtx,
     specs: &[http::Capture],
+    targets: Vec<(String, CaptureTarget)>,
     headers: &mut Vec<http::Header>,
     body: &mut Vec<u8>,
 ) -> Result<Vec<http::Captured>, http::HttpError> {
     let span = tracing::info_span!("plugin.http.capture", plugin = %ctx.plugin, action = %ctx.action);
-    capture_in_span(ctx, specs, headers, body).instrument(span).await
+    capture_in_span(ctx, specs, targets, headers, body)
+        .instrument(span)
+        .await
 }
 
 async fn capture_in_span(
     ctx: &crate::host::CallCtx,
     specs: &[http::Capture],
+    targets: Vec<(String, CaptureTarget)>,
     headers: &mut Vec<http::Header>,
     body: &mut Vec<u8>,
 ) -> Result<Vec<http::Captured>, http::HttpError> {
@@ -327,40 +379,7 @@ async fn capture_in_span(
         found
     });
     let mut out = Vec::new();
-    for spec in specs {
-        // Decide where it goes before touching the value.
-        let (label, target) = match &spec.into {
-            http::CaptureInto::Step(name) => {
-                if !ctx.declared_captures.contains(name) {
-                    return Err(fail(format!(
-                        "capture {name:?} is not declared by the action (declared: {})",
-                        if ctx.declared_captures.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            ctx.declared_captures.join(", ")
-                        }
-                    )));
-                }
-                let target = ctx.call.captures.get(name).cloned().ok_or_else(|| {
-                    fail(format!(
-                        "the step maps no secret to capture {name:?}; add it to the step's secrets"
-                    ))
-                })?;
-                (name.clone(), target)
-            }
-            http::CaptureInto::Ephemeral(label) => {
-                let name = format!("{}/ephemeral/{label}", ctx.plugin);
-                rota_core::secret::validate_secret_name(&name).map_err(fail)?;
-                (
-                    label.clone(),
-                    CaptureTarget {
-                        name,
-                        send_to: Vec::new(),
-                        ephemeral: true,
-                    },
-                )
-            }
-        };
+    for (spec, (label, target)) in specs.iter().zip(targets) {
         let value = match &spec.source {
             http::CaptureSource::Header(name) => {
                 let i = headers

@@ -68,6 +68,58 @@ async fn create_key_captures_into_the_step_target() -> TestResult {
     Ok(())
 }
 
+/// Regression: an error answer to a capturing call carries no secret; the
+/// plugin sees the vendor's status (here 401) as its typed error, instead of
+/// a capture failure that hides it, and nothing is stored. A capture the
+/// step does not map fails before the request is sent, so no vendor ever
+/// mints a secret rota could not keep.
+#[tokio::test]
+async fn an_error_answer_is_not_captured_and_a_bad_capture_is_not_sent() -> TestResult {
+    let (addr, server) = serve().await;
+    let f = fixture(both(vec![origin(addr)]), None);
+    let wrong = f.secret("vendor/wrong-admin", "wrong-token", "echo", &[]);
+    let mut call = f.call(
+        "echo",
+        "create-key",
+        json!({"url": format!("{}/keys", origin(addr)), "id": "acct", "admin": wrong.to_json()}),
+    );
+    call.captures = BTreeMap::from([(
+        "secret".to_owned(),
+        CaptureTarget {
+            name: "vendor/acme/new-key".into(),
+            send_to: Vec::new(),
+            ephemeral: false,
+        },
+    )]);
+    let e = f.host.invoke(call).await.err();
+    assert!(
+        matches!(&e, Some(ActionError::Unauthorized(m)) if m.contains("bad credentials")),
+        "{e:?}"
+    );
+    assert!(
+        f.store
+            .versions("vendor/acme/new-key")
+            .map_or(true, |v| v.is_empty()),
+        "nothing was stored"
+    );
+    let seen = server.hits();
+    let admin = f.secret("vendor/admin", "admin-token", "echo", &[]);
+    let unmapped = f
+        .run(
+            "echo",
+            "create-key",
+            json!({"url": format!("{}/keys", origin(addr)), "id": "acct", "admin": admin.to_json()}),
+        )
+        .await
+        .err();
+    assert!(
+        matches!(&unmapped, Some(ActionError::Internal(m)) if m.contains("maps no secret")),
+        "{unmapped:?}"
+    );
+    assert_eq!(server.hits(), seen, "the unmapped capture was never sent");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_capture_the_step_did_not_map_fails() {
     let (addr, _server) = serve().await;
