@@ -1,8 +1,9 @@
 //! HTTP through the host: injection, capture, ephemeral tokens.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
-use rota_core::{ActionError, ActionRunner, CaptureTarget, SecretRef, SecretStore};
+use rota_core::{ActionCall, ActionError, ActionRunner, CaptureTarget, SecretRef, SecretStore};
 use serde_json::json;
 
 use crate::support::*;
@@ -29,11 +30,9 @@ async fn bearer_injection_reaches_the_vendor() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn create_key_captures_into_the_step_target() -> TestResult {
-    let (addr, _server) = serve().await;
-    let f = fixture(both(vec![origin(addr)]), None);
-    let admin = f.secret("vendor/admin", "admin-token", "echo", &[]);
+/// The echo plugin's create-key at the test server, its secret captured into
+/// `vendor/acme/new-key` (sent on to `send_to`).
+fn create_key(f: &Fixture, addr: SocketAddr, admin: &SecretRef, send_to: &[&str]) -> ActionCall {
     let mut call = f.call(
         "echo",
         "create-key",
@@ -43,10 +42,19 @@ async fn create_key_captures_into_the_step_target() -> TestResult {
         "secret".to_owned(),
         CaptureTarget {
             name: "vendor/acme/new-key".into(),
-            send_to: vec!["other".into()],
+            send_to: send_to.iter().map(|s| (*s).to_owned()).collect(),
             ephemeral: false,
         },
     )]);
+    call
+}
+
+#[tokio::test]
+async fn create_key_captures_into_the_step_target() -> TestResult {
+    let (addr, _server) = serve().await;
+    let f = fixture(both(vec![origin(addr)]), None);
+    let admin = f.secret("vendor/admin", "admin-token", "echo", &[]);
+    let call = create_key(&f, addr, &admin, &["other"]);
     let out = f.host.invoke(call).await?;
     assert_eq!(out["key_id"], json!("key-1"));
     let handle = SecretRef::from_json(&out["secret"]).ok_or("no handle in output")?;
@@ -78,20 +86,7 @@ async fn an_error_answer_is_not_captured_and_a_bad_capture_is_not_sent() -> Test
     let (addr, server) = serve().await;
     let f = fixture(both(vec![origin(addr)]), None);
     let wrong = f.secret("vendor/wrong-admin", "wrong-token", "echo", &[]);
-    let mut call = f.call(
-        "echo",
-        "create-key",
-        json!({"url": format!("{}/keys", origin(addr)), "id": "acct", "admin": wrong.to_json()}),
-    );
-    call.captures = BTreeMap::from([(
-        "secret".to_owned(),
-        CaptureTarget {
-            name: "vendor/acme/new-key".into(),
-            send_to: Vec::new(),
-            ephemeral: false,
-        },
-    )]);
-    let e = f.host.invoke(call).await.err();
+    let e = f.host.invoke(create_key(&f, addr, &wrong, &[])).await.err();
     assert!(
         matches!(&e, Some(ActionError::Unauthorized(m)) if m.contains("bad credentials")),
         "{e:?}"
