@@ -510,6 +510,92 @@ async fn test_pcn(State(dc): S, headers: HeaderMap, Path(id): Path<u64>) -> Resp
     }
 }
 
+/// A business node's row on the page after sign-in (guided stand-in).
+async fn ui_node(State(dc): S, Path(id): Path<u64>) -> Response {
+    let st = lock(&dc.state);
+    match st.nodes.iter().find(|(n, _)| *n == id) {
+        Some((id, name)) => json(StatusCode::OK, json!({"id": id, "name": name})),
+        None => err(StatusCode::NOT_FOUND, "Business node not found."),
+    }
+}
+
+/// Where the secret typed into *Client Secret* comes from: as typed, or
+/// pasted after copying a Plex secret from its *New Secret* box.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UiEdit {
+    #[serde(rename = "clientId")]
+    client_id: Option<String>,
+    #[serde(rename = "clientSecret")]
+    client_secret: Option<String>,
+    #[serde(rename = "pasteFromPlex")]
+    paste_from_plex: Option<PlexSecretRef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlexSecretRef {
+    #[serde(rename = "clientId")]
+    client_id: String,
+    #[serde(rename = "secretId")]
+    secret_id: String,
+}
+
+fn ui_pcn_id(st: &DcState, node: u64, pcn: &str) -> Result<u64, Response> {
+    st.pcns
+        .iter()
+        .find(|p| p.node_id == node && p.pcn == pcn)
+        .map(|p| p.id)
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, "PCN connection not found."))
+}
+
+/// The edit icon next to a PCN in a node's Data Hub, then *Save*.
+async fn ui_edit_pcn(State(dc): S, Path((node, pcn)): Path<(u64, String)>, body: Bytes) -> Response {
+    let edit = match parse_json::<UiEdit>(&body) {
+        Ok(e) => e,
+        Err(e) => return err(StatusCode::BAD_REQUEST, &e),
+    };
+    let pasted = match &edit.paste_from_plex {
+        Some(r) => match dc.plex.secret_value(&r.client_id, &r.secret_id) {
+            Some(v) => Some(v),
+            None => return err(StatusCode::NOT_FOUND, "There is no such Plex secret to paste."),
+        },
+        None => None,
+    };
+    let now = dc.ctx.clock.now();
+    let mut st = lock(&dc.state);
+    let id = match ui_pcn_id(&st, node, &pcn) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let Some(p) = st.pcns.iter_mut().find(|p| p.id == id) else {
+        return err(StatusCode::NOT_FOUND, "PCN connection not found.");
+    };
+    if let Some(c) = edit.client_id.filter(|c| !c.trim().is_empty()) {
+        p.client_id = c;
+    }
+    if let Some(secret) = pasted.or(edit.client_secret) {
+        if secret.trim().is_empty() {
+            return err(StatusCode::BAD_REQUEST, "Client Secret cannot be empty.");
+        }
+        p.client_secret = Some(secret);
+    }
+    p.updated = now;
+    json(StatusCode::OK, p.public())
+}
+
+/// The connection test button next to a PCN.
+async fn ui_test_pcn(State(dc): S, Path((node, pcn)): Path<(u64, String)>) -> Response {
+    let id = match ui_pcn_id(&lock(&dc.state), node, &pcn) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match dc.test_pcn(id).await {
+        Some(r) => json(StatusCode::OK, r.json()),
+        None => err(StatusCode::NOT_FOUND, "PCN connection not found."),
+    }
+}
+
 fn operator_view(dc: &DemandCaster) -> Value {
     let st = lock(&dc.state);
     json!({"users": st.users.iter().map(|(u, p)| json!({"username": u, "password": p})).collect::<Vec<_>>()})
@@ -543,7 +629,17 @@ pub(crate) async fn start(
         .route("/api/datahub/plex/pcns/{id}/test", post(test_pcn))
         .fallback(|| async { err(StatusCode::NOT_FOUND, "Not found.") })
         .with_state(dc.clone());
-    let admin = Router::new().with_state(dc.clone());
+    let admin = Router::new()
+        .route("/admin/ui/business-nodes/{id}", get(ui_node))
+        .route(
+            "/admin/ui/business-nodes/{node}/pcns/{pcn}",
+            axum::routing::put(ui_edit_pcn),
+        )
+        .route(
+            "/admin/ui/business-nodes/{node}/pcns/{pcn}/test",
+            post(ui_test_pcn),
+        )
+        .with_state(dc.clone());
     launch(
         System::DemandCaster,
         &ctx,

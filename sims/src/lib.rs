@@ -7,7 +7,7 @@
 //!
 //! | system | vendor API (full list) |
 //! |---|---|
-//! | `plex` | `GET /platform/v1/client-applications?customerId=` · `GET`/`POST /platform/v1/client-applications/{clientId}/secrets` · `DELETE …/secrets/{secretId}` (all with `X-Plex-Connect-Api-Key: <portal consumer key>`) · `POST /oauth2/token` (form or Basic, `client_credentials`) · `GET /mdm/v1/parts` (Bearer, or `X-Plex-Connect-Api-Key`+`-Api-Secret`; optional `X-Plex-Connect-Customer-Id`/`-Tenant-Id`) |
+//! | `plex` | `GET /platform/v1/client-applications?customerId=` · `GET`/`POST /platform/v1/client-applications/{clientId}/secrets` · `DELETE …/secrets/{secretId}` (all with `X-Plex-Connect-Api-Key: <portal consumer key>`) · `POST /oauth2/token` (form or Basic, `client_credentials`) · `GET /mdm/v1/parts[?number=]` (Bearer, or `X-Plex-Connect-Api-Key`+`-Api-Secret`; optional `X-Plex-Connect-Customer-Id`/`-Tenant-Id`) |
 //! | `demandcaster` | `POST /api/session` (sets cookie `DCSESSION`) · `GET /api/business-nodes` · `POST /api/business-nodes/{id}/enter` `{"confirm":true}` (428 without) · `GET /api/datahub/plex/pcns` · `GET`/`PUT /api/datahub/plex/pcns/{id}` `{"clientId","clientSecret"}` · `POST /api/datahub/plex/pcns/{id}/test` (calls Plex) |
 //! | `plytix` | `POST /auth/api/get-token` `{"api_key","api_password"}` · `POST /auth/user/get-token` `{"email","password"}` · `GET`/`POST /accounts/v1/api-keys` · `PATCH`/`DELETE /accounts/v1/api-keys/{id}` · `GET /accounts/v1/api-keys/{id}/password` · `GET /accounts/v1/roles` · `GET /accounts/v1/users` · `POST /api/v1/products/search` (View) · `POST /api/v1/products` (Edit) · `GET /api/v1/products/{id}` (View); per-credential 10 s / 1 h windows → 429 + `Retry-After` |
 //! | `soar` | `GET /rest/session` (Basic `api_key_id:secret`) · `GET`/`POST /rest/orgs/{org}/api_keys` · `GET`/`DELETE /rest/orgs/{org}/api_keys/{id}` · `POST /rest/orgs/{org}/api_keys/{id}/regenerate_secret` · `GET /rest/orgs/{org}/apps[/{app}]` · `PUT /rest/orgs/{org}/apps/{app}/installations/{inst}` `{"status":"undeploying"\|"deploying"}` · `GET …/installations/{inst}/secrets` · `PUT …/installations/{inst}/secrets/{name}` `{"value","protected"}` |
@@ -51,6 +51,14 @@
 //!   API with in rehearsal (what rota's config or secret store would hold).
 //! - UI actions that show a value once, as the vendor's screen does:
 //!   Plex `POST /admin/ui/client-applications/{clientId}/secrets` (*Add*),
+//!   `GET /admin/ui/client-applications?customerId=&name=` (the app's row
+//!   after *Search*), `GET …/{clientId}/secrets` (the secrets grid, with the
+//!   first expired and first-to-expire valid row picked out) and `DELETE
+//!   …/{clientId}/secrets/{secretId}` (select the row, *Delete*, OK);
+//!   DemandCaster `GET /admin/ui/business-nodes/{id}`, `PUT
+//!   /admin/ui/business-nodes/{node}/pcns/{pcn}` (edit, *Save*; `pasteFromPlex:
+//!   {clientId, secretId}` pastes the value Plex showed for that secret) and
+//!   `POST …/pcns/{pcn}/test`,
 //!   SOAR `POST /admin/ui/api_keys/{id}/regenerate` (*Regenerate API Key
 //!   Secret*, then *Copy to Clipboard*), `POST /admin/ui/apps/{app}/undeploy`
 //!   and `.../deploy` (`{app}` an id or name), `PUT

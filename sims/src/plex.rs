@@ -197,6 +197,19 @@ impl PlexState {
         Some(body)
     }
 
+    /// Deletes one secret by ID, and the tokens issued for it; Err is the
+    /// 404 message.
+    fn delete_secret(&mut self, client_id: &str, secret_id: &str) -> Result<(), &'static str> {
+        let app = self.app_mut(client_id).ok_or("Client application not found.")?;
+        let before = app.secrets.len();
+        app.secrets.retain(|s| s.id != secret_id);
+        if app.secrets.len() == before {
+            return Err("Secret not found.");
+        }
+        self.tokens.retain(|_, t| t.secret_id != secret_id);
+        Ok(())
+    }
+
     /// Checks a client id + secret: Ok(secret id) or the 401 message.
     fn check_client(
         &self,
@@ -231,6 +244,17 @@ impl Plex {
         lock(&self.state).customers.clone()
     }
 
+    /// The value of one secret of a client application: what an operator
+    /// who copied it from the *New Secret* box pastes elsewhere.
+    pub(crate) fn secret_value(&self, client_id: &str, secret_id: &str) -> Option<String> {
+        let st = lock(&self.state);
+        let app = st.apps.iter().find(|a| a.client_id == client_id)?;
+        app.secrets
+            .iter()
+            .find(|s| s.id == secret_id)
+            .map(|s| s.value.clone())
+    }
+
     /// A client application's id and its newest secret, for the fixtures of
     /// the systems that hold them (DemandCaster's PCN connections).
     pub(crate) fn app_credential(&self, name: &str) -> Option<(String, String)> {
@@ -252,7 +276,9 @@ impl Simulator for Plex {
         json!({
             "customers": st.customers.iter().map(|c| json!({"customerId": c.pcn, "name": c.name, "tenantId": c.tenant_id})).collect::<Vec<_>>(),
             "portalKeys": st.portal_keys.iter().map(|k| json!({
-                "name": k.name, "consumerKey": k.consumer_key, "consumerSecretFingerprint": fingerprint(&k.consumer_secret)})).collect::<Vec<_>>(),
+                // The consumer key alone authenticates (X-Plex-Connect-Api-Key): a secret.
+                "name": k.name, "consumerKeyFingerprint": fingerprint(&k.consumer_key),
+                "consumerSecretFingerprint": fingerprint(&k.consumer_secret)})).collect::<Vec<_>>(),
             "clientApplications": st.apps.iter().map(|a| json!({
                 "clientId": a.client_id, "name": a.name, "customerId": a.customer_id,
                 "secrets": a.secrets.iter().map(|s| json!({
@@ -360,16 +386,9 @@ async fn delete_secret(
     if let Err(r) = portal_auth(&p, &headers) {
         return r;
     }
-    let mut st = lock(&p.state);
-    let Some(app) = st.app_mut(&client_id) else {
-        return err(StatusCode::NOT_FOUND, "Client application not found.");
-    };
-    let before = app.secrets.len();
-    app.secrets.retain(|s| s.id != secret_id);
-    if app.secrets.len() == before {
-        return err(StatusCode::NOT_FOUND, "Secret not found.");
+    if let Err(message) = lock(&p.state).delete_secret(&client_id, &secret_id) {
+        return err(StatusCode::NOT_FOUND, message);
     }
-    st.tokens.retain(|_, t| t.secret_id != secret_id);
     Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(axum::body::Body::empty())
@@ -487,15 +506,109 @@ fn resource_auth(p: &Plex, headers: &HeaderMap) -> Result<(), Response> {
     Ok(())
 }
 
-async fn parts(State(p): S, headers: HeaderMap) -> Response {
+#[derive(Deserialize)]
+struct PartsQuery {
+    number: Option<String>,
+}
+
+/// The parts collection, filtered by `?number=` as Plex Connect collections
+/// filter by a field (VENDORS.md §1.2: `?lastName=smith`).
+async fn parts(State(p): S, headers: HeaderMap, Query(q): Query<PartsQuery>) -> Response {
     if let Err(r) = resource_auth(&p, &headers) {
         return r;
     }
-    json(StatusCode::OK, Value::Array(lock(&p.state).parts.clone()))
+    let all = lock(&p.state).parts.clone();
+    let list = all
+        .into_iter()
+        .filter(|part| {
+            q.number
+                .as_ref()
+                .is_none_or(|n| part.get("number").and_then(Value::as_str) == Some(n))
+        })
+        .collect();
+    json(StatusCode::OK, Value::Array(list))
 }
 
 async fn ui_add_secret(State(p): S, Path(client_id): Path<String>, body: Bytes) -> Response {
     create_secret_response(&p, &client_id, &body)
+}
+
+#[derive(Deserialize)]
+struct ScreenQuery {
+    #[serde(rename = "customerId")]
+    customer_id: String,
+    name: String,
+}
+
+/// The Client Applications screen after *Search*, as the operator reads the
+/// row of the application they need (the guided path's stand-in).
+async fn ui_find_app(State(p): S, Query(q): Query<ScreenQuery>) -> Response {
+    let st = lock(&p.state);
+    match st
+        .apps
+        .iter()
+        .find(|a| a.customer_id == q.customer_id && a.name == q.name)
+    {
+        Some(a) => json(
+            StatusCode::OK,
+            json!({"clientId": a.client_id, "name": a.name, "customerId": a.customer_id, "secretCount": a.secrets.len()}),
+        ),
+        None => err(StatusCode::NOT_FOUND, "No such client application."),
+    }
+}
+
+/// The secrets grid as the operator reads it: every row, plus the rows the
+/// seed procedure cares about (the expired one that expired first, the valid
+/// one that expires first; `"none"` and `"-"` when there is no such row).
+async fn ui_secrets_grid(State(p): S, Path(client_id): Path<String>) -> Response {
+    let now = p.ctx.clock.now();
+    let st = lock(&p.state);
+    let Some(app) = st.apps.iter().find(|a| a.client_id == client_id) else {
+        return err(StatusCode::NOT_FOUND, "Client application not found.");
+    };
+    let rows: Vec<Value> = app
+        .secrets
+        .iter()
+        .map(|s| json!({"id": s.id, "createdDate": plex_date(s.created), "validUntil": plex_date(s.valid_until), "expired": s.valid_until <= now}))
+        .collect();
+    let expired = app
+        .secrets
+        .iter()
+        .filter(|s| s.valid_until <= now)
+        .min_by_key(|s| (s.valid_until, s.created));
+    let next_to_expire = app
+        .secrets
+        .iter()
+        .filter(|s| s.valid_until > now)
+        .min_by_key(|s| (s.valid_until, s.created));
+    let described = |s: Option<&Secret>| match s {
+        Some(s) => (
+            s.id.clone(),
+            plex_date(s.created),
+            plex_date(s.valid_until),
+            (s.valid_until - now).whole_days(),
+        ),
+        None => ("none".to_owned(), "-".to_owned(), "-".to_owned(), 0),
+    };
+    let (eid, ecreated, euntil, _) = described(expired);
+    let (vid, vcreated, vuntil, vdays) = described(next_to_expire);
+    json(
+        StatusCode::OK,
+        json!({
+            "rows": rows,
+            "expiredId": eid, "expiredCreated": ecreated, "expiredValidUntil": euntil,
+            "nextToExpireId": vid, "nextToExpireCreated": vcreated, "nextToExpireValidUntil": vuntil,
+            "nextToExpireDaysLeft": vdays,
+        }),
+    )
+}
+
+/// Selecting a secret's row and clicking *Delete*, then OK.
+async fn ui_delete_secret(State(p): S, Path((client_id, secret_id)): Path<(String, String)>) -> Response {
+    match lock(&p.state).delete_secret(&client_id, &secret_id) {
+        Ok(()) => json(StatusCode::OK, json!({"deleted": secret_id})),
+        Err(message) => err(StatusCode::NOT_FOUND, message),
+    }
 }
 
 fn operator_view(p: &Plex) -> Value {
@@ -531,9 +644,14 @@ pub(crate) async fn start(
         .fallback(|| async { err(StatusCode::NOT_FOUND, "Resource not found.") })
         .with_state(p.clone());
     let admin = Router::new()
+        .route("/admin/ui/client-applications", get(ui_find_app))
         .route(
             "/admin/ui/client-applications/{client_id}/secrets",
-            post(ui_add_secret),
+            get(ui_secrets_grid).post(ui_add_secret),
+        )
+        .route(
+            "/admin/ui/client-applications/{client_id}/secrets/{secret_id}",
+            delete(ui_delete_secret),
         )
         .with_state(p.clone());
     let h = launch(

@@ -439,7 +439,7 @@ fn describe(system: System, s: &Value) -> Vec<String> {
                             } else {
                                 "FAILED"
                             },
-                            text(t, "at")
+                            text(t, "testedAt")
                         ),
                     }
                 ));

@@ -1575,6 +1575,18 @@ fn check_manual_outputs(spec: &ActionSpec, outputs: &Value) -> Result<(), StepEr
                 spec.qualified_name()
             )));
         }
+        // The rest of the property's schema holds too: an answer the action
+        // could never have returned (a failed check answered "no" where the
+        // action outputs `ok: {const: true}`) must not pass as success.
+        if !core_actions::takes_secret(prop)
+            && let Ok(validator) = jsonschema::validator_for(prop)
+            && let Some(err) = validator.iter_errors(v).next()
+        {
+            return Err(StepError::Invalid(format!(
+                "manual output \"{name}\" is not what {} would return: {err}",
+                spec.qualified_name()
+            )));
+        }
     }
     Ok(())
 }

@@ -166,6 +166,17 @@ impl Request {
         self
     }
 
+    /// Capture a response header as a run-only secret (never stored, bound
+    /// to this plugin), e.g. a session cookie from `Set-Cookie` (the host
+    /// keeps its `name=value` pair, ready to send back as `Cookie`).
+    pub fn capture_header_ephemeral(mut self, header: &str, label: &str) -> Self {
+        self.inner.capture.push(wit::Capture {
+            source: wit::CaptureSource::Header(header.to_owned()),
+            into: wit::CaptureInto::Ephemeral(label.to_owned()),
+        });
+        self
+    }
+
     pub fn timeout_ms(mut self, ms: u32) -> Self {
         self.inner.timeout_ms = Some(ms);
         self
@@ -227,18 +238,27 @@ impl Response {
             })
     }
 
+    /// The vendor's `Retry-After` (in seconds) as milliseconds, if any.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| s.saturating_mul(1000))
+    }
+
+    /// The typed error for this (non-2xx) answer, with `text` (the vendor's
+    /// own message, put in context) instead of the raw body.
+    pub fn error_with(&self, text: &str) -> Error {
+        Error::from_status(self.inner.status, self.retry_after_ms(), text.as_bytes())
+    }
+
     /// Fails with the typed error for any status outside 2xx.
     pub fn error_for_status(self) -> Result<Self, Error> {
         if (200..300).contains(&self.inner.status) {
             return Ok(self);
         }
-        let retry_after_ms = self
-            .header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| s.saturating_mul(1000));
         Err(Error::from_status(
             self.inner.status,
-            retry_after_ms,
+            self.retry_after_ms(),
             &self.inner.body,
         ))
     }

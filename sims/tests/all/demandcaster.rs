@@ -257,3 +257,77 @@ async fn demandcaster_sync_records_downtime_when_its_plex_secret_expires() -> Te
     sims.shutdown().await;
     Ok(())
 }
+
+/// The guided path's stand-ins: the node's row, the edit page's Save (with
+/// the secret pasted from Plex's New Secret box) and the test button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demandcaster_ui_edit_pastes_the_plex_secret_and_tests_it() -> TestResult {
+    let sims = start().await?;
+    let dc = get(&sims, System::DemandCaster);
+    let node = admin_get(dc, "/admin/ui/business-nodes/1042").await?;
+    assert_eq!(node["name"], "Acme Manufacturing");
+    let p = Portal::of(&sims).await?;
+    let app = p.demandcaster_app().await?;
+    let created = crate::admin_post(
+        get(&sims, System::Plex),
+        &format!("/admin/ui/client-applications/{app}/secrets"),
+        json!({}),
+    )
+    .await?;
+    let secret_id = s(&created, "/id")?;
+    let edit = |body: Value| {
+        http()
+            .put(format!(
+                "{}/admin/ui/business-nodes/1042/pcns/123456",
+                dc.admin_origin()
+            ))
+            .json(&body)
+            .send()
+    };
+    let r = edit(json!({"clientId": app, "pasteFromPlex": {"clientId": app, "secretId": secret_id}})).await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let saved: Value = r.json().await?;
+    assert_eq!(saved["hasSecret"], true);
+    assert!(
+        !saved.to_string().contains(&s(&created, "/secret")?),
+        "never echoed"
+    );
+    let state = dc.state();
+    assert_eq!(
+        state["state"]["pcns"][0]["clientSecretFingerprint"],
+        get(&sims, System::Plex).state()["state"]["clientApplications"][0]["secrets"][2]["fingerprint"],
+        "DemandCaster holds the pasted Plex secret: {state}"
+    );
+    let missing = edit(json!({"pasteFromPlex": {"clientId": app, "secretId": "nope"}})).await?;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let test = http()
+        .post(format!(
+            "{}/admin/ui/business-nodes/1042/pcns/123456/test",
+            dc.admin_origin()
+        ))
+        .send()
+        .await?;
+    let test: Value = test.json().await?;
+    assert_eq!(test["ok"], true, "{test}");
+    let other_node = edit(json!({})).await?;
+    assert_eq!(
+        other_node.status(),
+        StatusCode::OK,
+        "an empty save changes nothing"
+    );
+    let wrong = http()
+        .put(format!(
+            "{}/admin/ui/business-nodes/1043/pcns/123456",
+            dc.admin_origin()
+        ))
+        .json(&json!({}))
+        .send()
+        .await?;
+    assert_eq!(
+        wrong.status(),
+        StatusCode::NOT_FOUND,
+        "PCN 123456 is not in node 1043"
+    );
+    sims.shutdown().await;
+    Ok(())
+}

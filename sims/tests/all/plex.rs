@@ -332,3 +332,108 @@ async fn plex_tenant_headers_limit_an_app_to_its_customer() -> TestResult {
     sims.shutdown().await;
     Ok(())
 }
+
+/// A Connect collection filtered by a field: the cheap read a credential
+/// check makes instead of downloading the whole (unpaginated) collection.
+#[tokio::test]
+async fn plex_parts_filter_by_number() -> TestResult {
+    let sims = start().await?;
+    let p = Portal::of(&sims).await?;
+    let app = p.demandcaster_app().await?;
+    let created = admin_post(
+        get(&sims, System::Plex),
+        &format!("/admin/ui/client-applications/{app}/secrets"),
+        json!({}),
+    )
+    .await?;
+    let secret = s(&created, "/secret")?;
+    let read = |number: &'static str| {
+        http()
+            .get(format!("{}/mdm/v1/parts?number={number}", p.origin))
+            .header("X-Plex-Connect-Api-Key", app.clone())
+            .header("X-Plex-Connect-Api-Secret", secret.clone())
+            .header("X-Plex-Connect-Customer-Id", "123456")
+            .send()
+    };
+    let none: Value = read("no-such-part").await?.json().await?;
+    assert_eq!(none, json!([]));
+    let one: Value = read("AC-1007").await?.json().await?;
+    assert_eq!(one.as_array().map(Vec::len), Some(1), "{one}");
+    assert_eq!(one[0]["number"], "AC-1007");
+    sims.shutdown().await;
+    Ok(())
+}
+
+/// The guided path's stand-ins read the screens the operator reads and
+/// click what the seed says: find the app, read the grid, delete a row.
+#[tokio::test]
+async fn plex_ui_screens_show_what_the_operator_reads() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Plex);
+    let app = admin_get(
+        h,
+        "/admin/ui/client-applications?customerId=123456&name=DemandCaster",
+    )
+    .await?;
+    let client_id = s(&app, "/clientId")?;
+    assert_eq!(client_id, Portal::of(&sims).await?.demandcaster_app().await?);
+    assert_eq!(app["secretCount"], 2);
+    let grid = admin_get(h, &format!("/admin/ui/client-applications/{client_id}/secrets")).await?;
+    let rows = grid["rows"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 2, "{grid}");
+    let expired = s(&grid, "/expiredId")?;
+    assert_eq!(
+        rows[0]["id"],
+        expired.as_str(),
+        "the older secret is the expired one"
+    );
+    assert_eq!(rows[0]["expired"], true);
+    assert_eq!(s(&grid, "/nextToExpireId")?, s(&rows[1], "/id")?);
+    assert_eq!(
+        grid["nextToExpireDaysLeft"], 13,
+        "valid 14 more days, rounded down: {grid}"
+    );
+    assert_eq!(s(&grid, "/expiredValidUntil")?, s(&rows[0], "/validUntil")?);
+
+    let r = http()
+        .delete(format!(
+            "{}/admin/ui/client-applications/{client_id}/secrets/{expired}",
+            h.admin_origin()
+        ))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let grid = admin_get(h, &format!("/admin/ui/client-applications/{client_id}/secrets")).await?;
+    assert_eq!(grid["expiredId"], "none");
+    assert_eq!(grid["expiredCreated"], "-");
+    assert_eq!(grid["rows"].as_array().map(Vec::len), Some(1));
+    let again = http()
+        .delete(format!(
+            "{}/admin/ui/client-applications/{client_id}/secrets/{expired}",
+            h.admin_origin()
+        ))
+        .send()
+        .await?;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    sims.shutdown().await;
+    Ok(())
+}
+
+/// Regression: the portal consumer key authenticates on its own (it is the
+/// `X-Plex-Connect-Api-Key`), so admin state shows its fingerprint, never
+/// the key; only the operator view hands it out.
+#[tokio::test]
+async fn plex_admin_state_shows_the_portal_key_as_a_fingerprint() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::Plex);
+    let key = Portal::of(&sims).await?.key;
+    let state = h.state();
+    assert!(!state.to_string().contains(&key), "{state}");
+    assert!(
+        state["state"]["portalKeys"][0]["consumerKeyFingerprint"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("sha256:"))
+    );
+    sims.shutdown().await;
+    Ok(())
+}

@@ -457,6 +457,35 @@ async fn a_modeled_action_that_is_not_enabled_runs_its_manual_fallback() {
     }
 }
 
+/// Regression: a manual answer the action could never return (a check
+/// answered "no" where it outputs `ok: {const: true}`) fails the step
+/// instead of passing as success.
+#[tokio::test(start_paused = true)]
+async fn a_manual_answer_outside_the_output_schema_fails_the_step() {
+    let check = spec(
+        "check",
+        true,
+        Basis::Modeled,
+        json!({"type": "object", "properties": {"ok": {"const": true}}, "required": ["ok"]}),
+    );
+    let yaml = "name: t\ndescription: t\nsteps:\n  - id: check\n    uses: fake.check\n    manual:\n      instructions: Test the connection.\n      outputs:\n        ok: {prompt: Did it pass, type: boolean}\n  - id: after\n    uses: core.log\n    with: {message: passed}\n";
+    for (answer, outcome) in [("no", Outcome::Failed), ("yes", Outcome::Succeeded)] {
+        let mut fake = Fake::new(vec![check.clone()]);
+        fake.enabled = false;
+        let h = harness(fake, Arc::new(Scripted::new(&[], &[answer])));
+        let r = run(&h, yaml, RunOptions::default()).await;
+        assert_eq!(r.outcome, outcome, "answer {answer}: {:?}", r.failure);
+        if outcome == Outcome::Failed {
+            let failure = r.failure.clone().unwrap_or_default();
+            assert!(
+                failure.contains("manual output \"ok\" is not what fake.check would return"),
+                "{failure}"
+            );
+            assert_eq!(status_of(&r, "after"), None, "nothing ran after the failed check");
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_enabled_modeled_action_runs_automatically() {
     let fake = Fake::new(vec![add_spec()]).reply(

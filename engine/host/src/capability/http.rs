@@ -110,6 +110,13 @@ fn replace_handle(value: &mut Value, handle: &str, secret: &Secret) -> usize {
 }
 
 async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Response, http::HttpError> {
+    // A capture the action may not make is refused before the vendor is
+    // called, whatever it would answer.
+    let targets = req
+        .capture
+        .iter()
+        .map(|spec| capture_target(ctx, spec))
+        .collect::<Result<Vec<_>, _>>()?;
     let (url, origin) = match ctx.policy.check_url(&req.url) {
         Ok(ok) => ok,
         Err(d) => {
@@ -120,11 +127,6 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
         }
     };
     tracing::Span::current().record("origin", tracing::field::display(&origin));
-    // A capture the action may not make is refused before the vendor is
-    // called, whatever it would answer.
-    for spec in &req.capture {
-        capture_target(ctx, spec)?;
-    }
     let method = match req.method {
         http::Method::Get => reqwest::Method::GET,
         http::Method::Head => reqwest::Method::HEAD,
@@ -256,13 +258,12 @@ async fn send(ctx: &crate::host::CallCtx, req: http::Request) -> Result<http::Re
             Err(e) => return Err(transport_error(ctx, &origin.to_string(), &e)),
         }
     }
-    // A vendor never sends a secret in an error answer: only a success is
-    // captured from, so the plugin sees the error status (a 429's
-    // Retry-After, a 5xx) and maps it to an error the executor can retry.
+    // A vendor's error answer (a 503, a 429) carries no secret: the plugin
+    // sees the status and its typed error, which a retry may get past.
     let captured = if req.capture.is_empty() || !(200..300).contains(&status) {
         Vec::new()
     } else {
-        capture(ctx, &req.capture, &mut resp_headers, &mut bytes).await?
+        capture(ctx, &req.capture, targets, &mut resp_headers, &mut bytes).await?
     };
     Ok(http::Response {
         status,
@@ -305,15 +306,34 @@ fn read_key_id(doc: Option<&Value>, pointer: &str) -> Option<String> {
     }
 }
 
-/// Where a capture goes: one of the action's declared captures that the step
-/// maps to a secret, or a run-only (ephemeral) one; refused otherwise.
+/// Where a capture goes (its label and target), or why it cannot be taken:
+/// decided before the request is sent, so a plugin's capture that the
+/// action does not declare, or the step does not map, fails before the
+/// vendor makes a secret nobody could keep.
 fn capture_target(
     ctx: &crate::host::CallCtx,
     spec: &http::Capture,
 ) -> Result<(String, CaptureTarget), http::HttpError> {
     let fail = |m: String| http::HttpError::CaptureFailed(format!("{}.{}: {m}", ctx.plugin, ctx.action));
     Ok(match &spec.into {
-        http::CaptureInto::Step(name) => (name.clone(), step_target(ctx, name)?),
+        http::CaptureInto::Step(name) => {
+            if !ctx.declared_captures.contains(name) {
+                return Err(fail(format!(
+                    "capture {name:?} is not declared by the action (declared: {})",
+                    if ctx.declared_captures.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        ctx.declared_captures.join(", ")
+                    }
+                )));
+            }
+            let target = ctx.call.captures.get(name).cloned().ok_or_else(|| {
+                fail(format!(
+                    "the step maps no secret to capture {name:?}; add it to the step's secrets"
+                ))
+            })?;
+            (name.clone(), target)
+        }
         http::CaptureInto::Ephemeral(label) => {
             let name = format!("{}/ephemeral/{label}", ctx.plugin);
             rota_core::secret::validate_secret_name(&name).map_err(fail)?;
@@ -332,16 +352,20 @@ fn capture_target(
 async fn capture(
     ctx: &crate::host::CallCtx,
     specs: &[http::Capture],
+    targets: Vec<(String, CaptureTarget)>,
     headers: &mut Vec<http::Header>,
     body: &mut Vec<u8>,
 ) -> Result<Vec<http::Captured>, http::HttpError> {
     let span = tracing::info_span!("plugin.http.capture", plugin = %ctx.plugin, action = %ctx.action);
-    capture_in_span(ctx, specs, headers, body).instrument(span).await
+    capture_in_span(ctx, specs, targets, headers, body)
+        .instrument(span)
+        .await
 }
 
 async fn capture_in_span(
     ctx: &crate::host::CallCtx,
     specs: &[http::Capture],
+    targets: Vec<(String, CaptureTarget)>,
     headers: &mut Vec<http::Header>,
     body: &mut Vec<u8>,
 ) -> Result<Vec<http::Captured>, http::HttpError> {
@@ -362,16 +386,20 @@ async fn capture_in_span(
         found
     });
     let mut out = Vec::new();
-    for spec in specs {
-        // Decide where it goes before touching the value.
-        let (label, target) = capture_target(ctx, spec)?;
+    for (spec, (label, target)) in specs.iter().zip(targets) {
         let value = match &spec.source {
             http::CaptureSource::Header(name) => {
                 let i = headers
                     .iter()
                     .position(|h| h.name.eq_ignore_ascii_case(name))
                     .ok_or_else(|| fail(format!("the response has no header {name:?}")))?;
-                headers.remove(i).value
+                let value = headers.remove(i).value;
+                if name.eq_ignore_ascii_case("set-cookie") {
+                    cookie_pair(&value)
+                        .ok_or_else(|| fail("the Set-Cookie header has no name=value".to_owned()))?
+                } else {
+                    value
+                }
             }
             http::CaptureSource::JsonPointer(ptr) => {
                 let doc = match json.as_mut() {
@@ -448,25 +476,13 @@ async fn capture_in_span(
     Ok(out)
 }
 
-/// Where a capture into the step's declared `name` goes: refused unless the
-/// action declares the capture and the step maps it to a secret.
-fn step_target(ctx: &crate::host::CallCtx, name: &str) -> Result<CaptureTarget, http::HttpError> {
-    let fail = |m: String| http::HttpError::CaptureFailed(format!("{}.{}: {m}", ctx.plugin, ctx.action));
-    if !ctx.declared_captures.iter().any(|d| d == name) {
-        return Err(fail(format!(
-            "capture {name:?} is not declared by the action (declared: {})",
-            if ctx.declared_captures.is_empty() {
-                "none".to_owned()
-            } else {
-                ctx.declared_captures.join(", ")
-            }
-        )));
-    }
-    ctx.call.captures.get(name).cloned().ok_or_else(|| {
-        fail(format!(
-            "the step maps no secret to capture {name:?}; add it to the step's secrets"
-        ))
-    })
+/// The `name=value` of a `Set-Cookie` value: its attributes (`Path`,
+/// `HttpOnly`, ...) tell the client how to keep the cookie and are no part
+/// of what it sends back (RFC 6265 section 5.2).
+fn cookie_pair(set_cookie: &str) -> Option<String> {
+    let pair = set_cookie.split(';').next()?.trim();
+    let (name, _) = pair.split_once('=')?;
+    (!name.trim().is_empty()).then(|| pair.to_owned())
 }
 
 /// Removes and returns the value at an RFC 6901 pointer.
@@ -500,6 +516,17 @@ mod tests {
         assert_eq!(take_pointer(&mut doc, "/list/1"), Some(json!("b")));
         assert_eq!(take_pointer(&mut doc, "/missing"), None);
         assert_eq!(doc, json!({"key": {"id": "k1"}, "list": ["a"]}));
+    }
+
+    #[test]
+    fn a_set_cookie_capture_keeps_the_name_value_pair_only() {
+        assert_eq!(
+            cookie_pair("DCSESSION=abc123; Path=/; HttpOnly; SameSite=Lax").as_deref(),
+            Some("DCSESSION=abc123")
+        );
+        assert_eq!(cookie_pair("sid=x=y").as_deref(), Some("sid=x=y"));
+        assert_eq!(cookie_pair("=nameless; Path=/"), None);
+        assert_eq!(cookie_pair("no-pair-here"), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rota_core::{ActionError, ActionRunner, CaptureTarget, SecretRef, SecretStore};
+use rota_core::{ActionCall, ActionError, ActionRunner, CaptureTarget, SecretRef, SecretStore};
 use serde_json::json;
 
 use crate::support::*;
@@ -29,11 +29,9 @@ async fn bearer_injection_reaches_the_vendor() -> TestResult {
     Ok(())
 }
 
-/// The echo plugin's `create-key` against `url`, signed with `token` (the
-/// test server wants "admin-token"), its capture mapped to secret
-/// `vendor/acme/new-key` (also sent to `send_to`).
-fn create_key_call(f: &Fixture, url: &str, token: &str, send_to: &[&str]) -> rota_core::ActionCall {
-    let admin = f.secret("vendor/admin", token, "echo", &[]);
+/// The echo plugin's create-key at the test server, its secret captured into
+/// `vendor/acme/new-key` (sent on to `send_to`).
+fn create_key(f: &Fixture, url: &str, admin: &SecretRef, send_to: &[&str]) -> ActionCall {
     let mut call = f.call(
         "echo",
         "create-key",
@@ -54,7 +52,8 @@ fn create_key_call(f: &Fixture, url: &str, token: &str, send_to: &[&str]) -> rot
 async fn create_key_captures_into_the_step_target() -> TestResult {
     let (addr, _server) = serve().await;
     let f = fixture(both(vec![origin(addr)]), None);
-    let call = create_key_call(&f, &format!("{}/keys", origin(addr)), "admin-token", &["other"]);
+    let admin = f.secret("vendor/admin", "admin-token", "echo", &[]);
+    let call = create_key(&f, &format!("{}/keys", origin(addr)), &admin, &["other"]);
     let out = f.host.invoke(call).await?;
     assert_eq!(out["key_id"], json!("key-1"));
     let handle = SecretRef::from_json(&out["secret"]).ok_or("no handle in output")?;
@@ -76,23 +75,43 @@ async fn create_key_captures_into_the_step_target() -> TestResult {
     Ok(())
 }
 
-/// Regression: an error answer to a capturing call is the vendor's error
-/// (here a 401, retryable ones alike), not a capture failure, and nothing is
-/// stored.
+/// Regression: an error answer to a capturing call carries no secret; the
+/// plugin sees the vendor's status (here 401) as its typed error, instead of
+/// a capture failure that hides it, and nothing is stored. A capture the
+/// step does not map fails before the request is sent, so no vendor ever
+/// mints a secret rota could not keep.
 #[tokio::test]
-async fn an_error_answer_to_a_capturing_call_is_the_vendors_error() -> TestResult {
-    let (addr, _server) = serve().await;
+async fn an_error_answer_is_not_captured_and_a_bad_capture_is_not_sent() -> TestResult {
+    let (addr, server) = serve().await;
     let f = fixture(both(vec![origin(addr)]), None);
-    let call = create_key_call(&f, &format!("{}/keys", origin(addr)), "not-the-admin-token", &[]);
-    let e = f.host.invoke(call).await.err();
-    assert!(matches!(&e, Some(ActionError::Unauthorized(_))), "{e:?}");
+    let wrong = f.secret("vendor/wrong-admin", "wrong-token", "echo", &[]);
+    let keys = format!("{}/keys", origin(addr));
+    let e = f.host.invoke(create_key(&f, &keys, &wrong, &[])).await.err();
+    assert!(
+        matches!(&e, Some(ActionError::Unauthorized(m)) if m.contains("bad credentials")),
+        "{e:?}"
+    );
     assert!(
         f.store
             .versions("vendor/acme/new-key")
-            .map(|v| v.is_empty())
-            .unwrap_or(true),
+            .map_or(true, |v| v.is_empty()),
         "nothing was stored"
     );
+    let seen = server.hits();
+    let admin = f.secret("vendor/admin", "admin-token", "echo", &[]);
+    let unmapped = f
+        .run(
+            "echo",
+            "create-key",
+            json!({"url": format!("{}/keys", origin(addr)), "id": "acct", "admin": admin.to_json()}),
+        )
+        .await
+        .err();
+    assert!(
+        matches!(&unmapped, Some(ActionError::Internal(m)) if m.contains("maps no secret")),
+        "{unmapped:?}"
+    );
+    assert_eq!(server.hits(), seen, "the unmapped capture was never sent");
     Ok(())
 }
 
@@ -205,7 +224,8 @@ async fn ephemeral_tokens_live_for_the_run_only() -> TestResult {
 async fn an_error_answer_is_not_captured_from_and_keeps_its_status() -> TestResult {
     let (addr, _server) = serve().await;
     let f = fixture(both(vec![origin(addr)]), None);
-    let call = create_key_call(&f, &format!("{}/status/503", origin(addr)), "admin-token", &[]);
+    let admin = f.secret("vendor/admin", "admin-token", "echo", &[]);
+    let call = create_key(&f, &format!("{}/status/503", origin(addr)), &admin, &[]);
     let e = f.host.invoke(call).await.err();
     assert!(
         matches!(&e, Some(ActionError::Upstream { status: 503, .. })),
