@@ -15,16 +15,18 @@ use super::{PLAYBOOK, Rig, reset_done};
 
 /// Every step in order, with the crash phases it passes through: `start`
 /// and `end` for all; `intent` for calls that change something (journaled
-/// before the call); `answer` where a vendor answer carrying a secret is in
-/// rota's hands but not stored yet (the new Plex secret, the DemandCaster
-/// session cookie, the Plex token); `capture` once the new secret is stored.
+/// before the call); `answer` where a vendor answer carrying a secret bound
+/// for the store is in rota's hands but not stored yet (the new Plex secret;
+/// run-only captures such as the DemandCaster session cookie or the Plex
+/// token are never stored, so they have no such point); `capture` once the
+/// new secret is stored.
 const MATRIX: &[(&str, &[&str])] = &[
     ("find_client_app", &["start", "end"]),
     ("read_secrets", &["start", "end"]),
     ("delete_expired_secret", &["start", "intent", "end"]),
     ("add_new_secret", &["start", "intent", "answer", "capture", "end"]),
-    ("check_new_secret", &["start", "intent", "answer", "end"]),
-    ("find_business_node", &["start", "intent", "answer", "end"]),
+    ("check_new_secret", &["start", "intent", "end"]),
+    ("find_business_node", &["start", "intent", "end"]),
     ("enter_business_node", &["start", "intent", "end"]),
     ("open_pcn_connection", &["start", "intent", "end"]),
     ("update_pcn_connection", &["start", "intent", "end"]),
