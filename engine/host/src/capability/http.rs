@@ -6,6 +6,7 @@
 //! plugin it is bound to; captured values go straight into the store and the
 //! plugin gets a handle back, with the field removed from what it sees.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -18,14 +19,48 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::clock::now_ms;
 use crate::bindings::v1::rota::plugin::http;
-use crate::host::{State, Stop};
+use crate::host::CallCtx;
 
-/// Links `rota:plugin/http` into a plugin linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    http::add_to_linker::<State, HasSelf<State>>(linker, |s| s)
+/// One call's HTTP state: the call's policy and client (via the call), the
+/// request count against its limit, and the time spent waiting on the
+/// network, which the CPU budget does not charge.
+pub(crate) struct HttpState {
+    ctx: Arc<CallCtx>,
+    requests: u32,
+    host_time: Duration,
+    limit_hit: bool,
 }
 
-impl http::Host for State {
+impl HttpState {
+    pub(crate) fn new(ctx: Arc<CallCtx>) -> Self {
+        Self {
+            ctx,
+            requests: 0,
+            host_time: Duration::ZERO,
+            limit_hit: false,
+        }
+    }
+
+    /// Wall time spent inside `send` so far.
+    pub(crate) fn host_time(&self) -> Duration {
+        self.host_time
+    }
+
+    /// Whether the plugin was stopped for exceeding its request limit.
+    pub(crate) fn request_limit_hit(&self) -> bool {
+        self.limit_hit
+    }
+}
+
+/// Links `rota:plugin/http`; `get` projects the store's data to its state.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut HttpState,
+) -> wasmtime::Result<()> {
+    http::add_to_linker::<T, HasSelf<HttpState>>(linker, get)
+}
+
+impl http::Host for HttpState {
     async fn send(
         &mut self,
         req: http::Request,
@@ -41,7 +76,7 @@ impl http::Host for State {
         );
         self.requests += 1;
         if self.requests > ctx.limits.requests {
-            self.stop = Some(Stop::Requests);
+            self.limit_hit = true;
             return Err(wasmtime::Error::msg("HTTP request limit reached"));
         }
         let start = Instant::now();
