@@ -95,10 +95,16 @@ pub struct PluginEntry {
     pub abi: String,
     pub target: Option<TargetConfig>,
     pub policy: HttpPolicy,
-    validators: BTreeMap<String, (jsonschema::Validator, jsonschema::Validator)>,
+    validators: BTreeMap<String, OnceLock<Result<Validators, String>>>,
     secret_fields: BTreeMap<String, Vec<String>>,
     ready: tokio::sync::OnceCell<Arc<Ready>>,
     bytes: Mutex<Option<Arc<Vec<u8>>>>,
+}
+
+/// One action's compiled input and output schemas.
+struct Validators {
+    input: jsonschema::Validator,
+    output: jsonschema::Validator,
 }
 
 /// A compiled plugin, linked and ready to instantiate.
@@ -369,17 +375,10 @@ fn read_entry(path: &Path, config: &Config, target: Option<&str>) -> Result<Plug
     })?;
     let (manifest, abi) = manifest::parse(&shown, &bytes)?;
     let target = config.target(&manifest.name, target).cloned();
-    let load_err = |reason: String| HostError::Load {
-        plugin: manifest.name.clone(),
-        path: shown.clone(),
-        reason,
-    };
     let mut validators = BTreeMap::new();
     let mut secret_fields = BTreeMap::new();
     for a in &manifest.actions {
-        let input = jsonschema::validator_for(&a.input).map_err(|e| load_err(e.to_string()))?;
-        let output = jsonschema::validator_for(&a.output).map_err(|e| load_err(e.to_string()))?;
-        validators.insert(a.name.clone(), (input, output));
+        validators.insert(a.name.clone(), OnceLock::new());
         secret_fields.insert(a.name.clone(), manifest::secret_fields(&a.input));
     }
     let declared = manifest
@@ -472,6 +471,27 @@ fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
 }
 
 impl PluginEntry {
+    /// The action's compiled schemas, built on its first call and kept:
+    /// discovery reads every plugin in the directories while a run calls a
+    /// few of their actions, and `manifest::parse` has already refused any
+    /// schema that does not compile.
+    fn validators(&self, action: &str) -> Result<&Validators, String> {
+        let (Some(cell), Some(am)) = (self.validators.get(action), self.manifest.action(action)) else {
+            return Err(format!("no action {action:?}"));
+        };
+        let compile = |schema: &Value, what: &str| {
+            jsonschema::validator_for(schema).map_err(|e| format!("the {what} schema does not compile: {e}"))
+        };
+        cell.get_or_init(|| {
+            Ok(Validators {
+                input: compile(&am.input, "input")?,
+                output: compile(&am.output, "output")?,
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+    }
+
     pub fn limits(&self) -> Limits {
         self.target
             .as_ref()
@@ -642,7 +662,10 @@ impl PluginHost {
                     .unwrap_or("(none configured)")
             )));
         }
-        check_input(&entry, &action, &call.input)
+        let validators = entry
+            .validators(&action)
+            .map_err(|e| ActionError::Internal(format!("{what}: {e}")))?;
+        check_input(&entry, &validators.input, &action, &call.input)
             .map_err(|e| ActionError::InvalidInput(format!("{what}: {e}")))?;
         let ready = self
             .ready(&entry)
@@ -746,8 +769,8 @@ impl PluginHost {
         }
         // `is_valid` stops at the first failure without building errors;
         // the error walk runs only to explain a failure.
-        if let Some((_, out_schema)) = entry.validators.get(&action)
-            && !out_schema.is_valid(&output)
+        let out_schema = &validators.output;
+        if !out_schema.is_valid(&output)
             && let Some(err) = out_schema.iter_errors(&output).next()
         {
             return Err(ActionError::BadOutput(format!(
@@ -800,9 +823,13 @@ fn pointer_or_root(p: &str) -> String {
     }
 }
 
-fn check_input(entry: &PluginEntry, action: &str, input: &Value) -> Result<(), String> {
-    if let Some((schema, _)) = entry.validators.get(action)
-        && !schema.is_valid(input)
+fn check_input(
+    entry: &PluginEntry,
+    schema: &jsonschema::Validator,
+    action: &str,
+    input: &Value,
+) -> Result<(), String> {
+    if !schema.is_valid(input)
         && let Some(err) = schema.iter_errors(input).next()
     {
         return Err(format!(
