@@ -1,10 +1,21 @@
 //! The precompiled-component cache.
 //!
-//! Design decision: compiled artifacts are keyed by the SHA-256 of the
-//! component and wasmtime's compatibility hash, live in a 0700 directory
-//! under the state directory, and carry the SHA-256 of their own bytes in a
-//! 32-byte prefix. An entry that fails that check, or that wasmtime refuses,
-//! is recompiled and overwritten: never trusted.
+//! Design decision: an entry is trusted only if it carries a keyed BLAKE3
+//! MAC of its name and bytes, made with a random key that only this cache
+//! holds (`<dir>/mac-key`, 0600, in the 0700 directory). Entries are keyed by
+//! the component's SHA-256 and wasmtime's compatibility hash; one that fails
+//! the MAC (corrupt, written by another installation, renamed from another
+//! plugin's entry) or that wasmtime refuses is recompiled and overwritten,
+//! never deserialized.
+//!
+//! Why a MAC and not a plain checksum: `Component::deserialize` runs
+//! whatever machine code it is given, so "valid" has to mean "written by a
+//! rota process that compiled it", which a checksum anyone can recompute does
+//! not say. Why BLAKE3: it is a MAC in keyed mode and hashes the ~0.5 MB
+//! artifact in about a fifth of SHA-256's time, which was most of a cached
+//! load. The whole file is still read and checked: size/mtime shortcuts would
+//! trust a file that was changed in place, and the checked bytes are the ones
+//! handed to wasmtime (no mmap of a file that could change after the check).
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -14,9 +25,24 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-#[derive(Debug, Clone)]
+/// Bytes of the MAC stored in front of each artifact.
+const TAG_LEN: usize = blake3::OUT_LEN;
+const KEY_FILE: &str = "mac-key";
+/// Keeps these MACs apart from any other use of the same key.
+const DOMAIN: &[u8] = b"rota plugin-cache entry v1\0";
+
+#[derive(Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
+    key: [u8; blake3::KEY_LEN],
+}
+
+impl std::fmt::Debug for ArtifactCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactCache")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a component was obtained, for logs and benchmarks.
@@ -27,7 +53,7 @@ pub enum Loaded {
 }
 
 impl ArtifactCache {
-    /// Creates (or tightens to 0700) `dir`.
+    /// Creates (or tightens to 0700) `dir` and reads or creates its MAC key.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         #[cfg(unix)]
@@ -38,7 +64,11 @@ impl ArtifactCache {
                 std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
             }
         }
-        Ok(Self { dir: dir.to_owned() })
+        let key = mac_key(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            key,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -56,10 +86,10 @@ impl ArtifactCache {
     pub fn load(&self, engine: &Engine, digest: &str, bytes: &[u8]) -> wasmtime::Result<(Component, Loaded)> {
         let path = self.entry_path(engine, digest);
         if let Ok(data) = std::fs::read(&path) {
-            match deserialize_checked(engine, &data) {
+            match self.deserialize_checked(engine, &path, &data) {
                 Some(c) => return Ok((c, Loaded::Cached)),
                 None => {
-                    tracing::warn!(path = %path.display(), "corrupt precompiled plugin artifact, recompiling")
+                    tracing::warn!(path = %path.display(), "corrupt or foreign precompiled plugin artifact, recompiling")
                 }
             }
         }
@@ -70,47 +100,173 @@ impl ArtifactCache {
         Ok((component, Loaded::Compiled))
     }
 
+    /// The MAC of an entry: its file name (so an entry cannot be passed off
+    /// as another plugin's) and its artifact bytes.
+    fn tag(&self, path: &Path, artifact: &[u8]) -> blake3::Hash {
+        let name = path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default();
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(DOMAIN);
+        h.update(name);
+        h.update(b"\0");
+        h.update(artifact);
+        h.finalize()
+    }
+
     fn store(&self, path: &Path, component: &Component) -> wasmtime::Result<()> {
         let artifact = component.serialize()?;
-        let sum = Sha256::digest(&artifact);
+        let tag = self.tag(path, &artifact);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(&sum)?;
+        let mut f = private_file(&tmp)?;
+        f.write_all(tag.as_bytes())?;
         f.write_all(&artifact)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         Ok(())
     }
+
+    /// Deserializes an entry whose MAC prefix matches its name and body.
+    #[allow(
+        unsafe_code,
+        reason = "Component::deserialize trusts its input to be wasmtime's own compiled code. Safe here \
+                  because the input must carry a MAC, keyed by a secret only this cache directory (0700, \
+                  files 0600) holds, over its entry name and bytes: only a rota process that compiled \
+                  the component wrote it. The bytes checked are the bytes deserialized (no re-read), and \
+                  anything that fails the check or that wasmtime rejects is recompiled, never used"
+    )]
+    fn deserialize_checked(&self, engine: &Engine, path: &Path, data: &[u8]) -> Option<Component> {
+        if data.len() < TAG_LEN {
+            return None;
+        }
+        let (tag, artifact) = data.split_at(TAG_LEN);
+        let tag: [u8; TAG_LEN] = tag.try_into().ok()?;
+        // blake3::Hash's equality is constant-time.
+        if blake3::Hash::from_bytes(tag) != self.tag(path, artifact) {
+            return None;
+        }
+        // SAFETY: see the function's allow reason above.
+        unsafe { Component::deserialize(engine, artifact) }.ok()
+    }
 }
 
-/// Deserializes an artifact whose 32-byte SHA-256 prefix matches its body.
-#[allow(
-    unsafe_code,
-    reason = "Component::deserialize trusts its input to be wasmtime's own compiled code. Safe here because \
-              the input comes only from our cache directory, created 0700 (0600 files) under the operator's \
-              state dir, is named by the component's SHA-256 and wasmtime's compatibility hash, and must \
-              match the SHA-256 stored in its prefix (written by us after compiling); anything that fails \
-              these checks or that wasmtime rejects is recompiled, never used"
-)]
-fn deserialize_checked(engine: &Engine, data: &[u8]) -> Option<Component> {
-    if data.len() < 32 {
-        return None;
+/// Opens `path` for writing, created 0600.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
     }
-    let (sum, artifact) = data.split_at(32);
-    if Sha256::digest(artifact).as_slice() != sum {
-        return None;
-    }
-    // SAFETY: see the function's allow reason above.
-    unsafe { Component::deserialize(engine, artifact) }.ok()
+    opts.open(path)
 }
 
+/// The cache's MAC key, created on first use. Concurrent first uses agree:
+/// the key is published with a hard link, which fails if one exists.
+fn mac_key(dir: &Path) -> std::io::Result<[u8; blake3::KEY_LEN]> {
+    let path = dir.join(KEY_FILE);
+    for _ in 0..2 {
+        match std::fs::read(&path) {
+            Ok(data) => match <[u8; blake3::KEY_LEN]>::try_from(data.as_slice()) {
+                Ok(key) => return Ok(key),
+                Err(_) => {
+                    // A damaged key only costs a recompile of every entry.
+                    tracing::warn!(path = %path.display(), "plugin cache key is damaged, replacing it");
+                    std::fs::remove_file(&path)?;
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let key: [u8; blake3::KEY_LEN] = rand::random();
+        let tmp = dir.join(format!("{KEY_FILE}.tmp{}", std::process::id()));
+        let mut f = private_file(&tmp)?;
+        f.write_all(&key)?;
+        f.sync_all()?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        std::fs::remove_file(&tmp)?;
+        match linked {
+            Ok(()) => return Ok(key),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "cannot create the plugin cache key {}",
+        path.display()
+    )))
+}
+
+/// The plugin's identity: SHA-256 of the component, as shown by
+/// `rota plugins inspect` and recorded in the run journal.
 pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn component() -> Result<(Engine, Vec<u8>), Box<dyn std::error::Error>> {
+        let engine = crate::shared_engine()?;
+        Ok((engine, wat::parse_str("(component)")?))
+    }
+
+    #[test]
+    fn the_key_is_private_and_kept_across_opens() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let a = ArtifactCache::open(dir.path())?;
+        let b = ArtifactCache::open(dir.path())?;
+        assert_eq!(a.key, b.key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))?.permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        Ok(())
+    }
+
+    /// Regression: an entry copied from another cache (another key) must be
+    /// recompiled, even though it is a well-formed artifact.
+    #[test]
+    fn entries_from_another_cache_are_recompiled() -> TestResult {
+        let (engine, bytes) = component()?;
+        let (one, two) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let (a, b) = (ArtifactCache::open(one.path())?, ArtifactCache::open(two.path())?);
+        let digest = digest(&bytes);
+        assert_eq!(a.load(&engine, &digest, &bytes)?.1, Loaded::Compiled);
+        std::fs::copy(a.entry_path(&engine, &digest), b.entry_path(&engine, &digest))?;
+        assert_eq!(b.load(&engine, &digest, &bytes)?.1, Loaded::Compiled);
+        assert_eq!(b.load(&engine, &digest, &bytes)?.1, Loaded::Cached);
+        Ok(())
+    }
+
+    /// Regression: a valid entry renamed to another plugin's digest must not
+    /// be loaded as that plugin.
+    #[test]
+    fn an_entry_renamed_to_another_digest_is_refused() -> TestResult {
+        let (engine, bytes) = component()?;
+        let dir = tempfile::tempdir()?;
+        let cache = ArtifactCache::open(dir.path())?;
+        let digest = digest(&bytes);
+        cache.load(&engine, &digest, &bytes)?;
+        let other = "0".repeat(64);
+        std::fs::rename(
+            cache.entry_path(&engine, &digest),
+            cache.entry_path(&engine, &other),
+        )?;
+        assert_eq!(cache.load(&engine, &other, &bytes)?.1, Loaded::Compiled);
+        Ok(())
+    }
+
+    #[test]
+    fn a_damaged_key_is_replaced() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join(KEY_FILE), b"short")?;
+        let cache = ArtifactCache::open(dir.path())?;
+        assert_eq!(std::fs::read(dir.path().join(KEY_FILE))?, cache.key);
+        Ok(())
+    }
 }

@@ -15,6 +15,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{SUPPORTED_ABIS, v1};
 use crate::cache::{ArtifactCache, Loaded};
+use crate::capability::clock::{self, ClockState};
+use crate::capability::http::{self, HttpState};
+use crate::capability::log::{self, LogState};
+use crate::capability::secrets::{self, SecretsState};
 use crate::caps::{HttpPolicy, OriginPattern};
 use crate::config::{Config, Limits, Modeled, TargetConfig};
 use crate::manifest::{self, Manifest, PackageError};
@@ -24,6 +28,10 @@ use crate::net::{PolicyResolver, Resolver, SystemResolver};
 const TICK: Duration = Duration::from_millis(1);
 /// Guest output kept per call and stream.
 const OUTPUT_CAP: usize = 64 * 1024;
+/// Per pooled linear memory: the dirty pages below this are reset in place
+/// instead of decommitted. Covers a Rust guest's 1 MiB stack plus its data
+/// and first heap pages.
+const KEEP_RESIDENT: usize = 2 << 20;
 
 /// Options the CLI passes besides the config.
 #[derive(Clone)]
@@ -95,10 +103,16 @@ pub struct PluginEntry {
     pub abi: String,
     pub target: Option<TargetConfig>,
     pub policy: HttpPolicy,
-    validators: BTreeMap<String, (jsonschema::Validator, jsonschema::Validator)>,
+    validators: BTreeMap<String, OnceLock<Result<Validators, String>>>,
     secret_fields: BTreeMap<String, Vec<String>>,
     ready: tokio::sync::OnceCell<Arc<Ready>>,
     bytes: Mutex<Option<Arc<Vec<u8>>>>,
+}
+
+/// One action's compiled input and output schemas.
+struct Validators {
+    input: jsonschema::Validator,
+    output: jsonschema::Validator,
 }
 
 /// A compiled plugin, linked and ready to instantiate.
@@ -156,6 +170,18 @@ pub fn shared_engine() -> Result<Engine, HostError> {
                 .total_tables(1024)
                 .total_stacks(128)
                 .max_memory_size(1 << 30);
+            // Returning a slot to the pool by madvise (the default) costs a
+            // TLB shootdown and a page fault per touched page on the next
+            // call, most of a no-op call. With PAGEMAP_SCAN (Linux >= 6.7)
+            // wasmtime finds the pages a call dirtied and resets them to the
+            // initial image in place, so nothing leaks between calls either
+            // way. Without it, keeping memory resident would mean a memset of
+            // the whole range per call, so the default stays.
+            if PoolingAllocationConfig::is_pagemap_scan_available() {
+                pool.pagemap_scan(wasmtime::Enabled::Yes)
+                    .linear_memory_keep_resident(KEEP_RESIDENT)
+                    .table_keep_resident(64 << 10);
+            }
             cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
             let engine = Engine::new(&cfg).map_err(|e| e.to_string())?;
             let weak = engine.weak();
@@ -182,8 +208,7 @@ impl PluginHost {
     pub fn new(config: &Config, opts: HostOptions) -> Result<Self, HostError> {
         let engine = shared_engine()?;
         let mut linker: Linker<State> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| HostError::Engine(e.to_string()))?;
-        crate::capability::add_to_linker(&mut linker).map_err(|e| HostError::Engine(e.to_string()))?;
+        link_capabilities(&mut linker).map_err(|e| HostError::Engine(e.to_string()))?;
         let cache_dir = opts.state_dir.join("plugin-cache");
         let cache = ArtifactCache::open(&cache_dir).map_err(|source| HostError::Cache {
             path: cache_dir.display().to_string(),
@@ -349,6 +374,17 @@ impl PluginHost {
     }
 }
 
+/// WASI p2 (no files, env, args or sockets: see the per-call `WasiCtx`) and
+/// every `rota:plugin@1.0.0` interface, each projected to its own state.
+fn link_capabilities(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    crate::capability::add_types_to_linker(linker)?;
+    http::add_to_linker(linker, |s| &mut s.http)?;
+    secrets::add_to_linker(linker, |s| &mut s.secrets)?;
+    log::add_to_linker(linker, |s| &mut s.log)?;
+    clock::add_to_linker(linker, |s| &mut s.clock)
+}
+
 fn read_entry(path: &Path, config: &Config, target: Option<&str>) -> Result<PluginEntry, HostError> {
     let bytes = std::fs::read(path).map_err(|e| HostError::Load {
         plugin: path
@@ -371,17 +407,10 @@ fn entry_from(
     let shown = path.display().to_string();
     let (manifest, abi) = manifest::parse(&shown, &bytes)?;
     let target = config.target(&manifest.name, target).cloned();
-    let load_err = |reason: String| HostError::Load {
-        plugin: manifest.name.clone(),
-        path: shown.clone(),
-        reason,
-    };
     let mut validators = BTreeMap::new();
     let mut secret_fields = BTreeMap::new();
     for a in &manifest.actions {
-        let input = jsonschema::validator_for(&a.input).map_err(|e| load_err(e.to_string()))?;
-        let output = jsonschema::validator_for(&a.output).map_err(|e| load_err(e.to_string()))?;
-        validators.insert(a.name.clone(), (input, output));
+        validators.insert(a.name.clone(), OnceLock::new());
         secret_fields.insert(a.name.clone(), manifest::secret_fields(&a.input));
     }
     let declared = manifest
@@ -476,6 +505,27 @@ fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
 }
 
 impl PluginEntry {
+    /// The action's compiled schemas, built on its first call and kept:
+    /// discovery reads every plugin in the directories while a run calls a
+    /// few of their actions, and `manifest::parse` has already refused any
+    /// schema that does not compile.
+    fn validators(&self, action: &str) -> Result<&Validators, String> {
+        let (Some(cell), Some(am)) = (self.validators.get(action), self.manifest.action(action)) else {
+            return Err(format!("no action {action:?}"));
+        };
+        let compile = |schema: &Value, what: &str| {
+            jsonschema::validator_for(schema).map_err(|e| format!("the {what} schema does not compile: {e}"))
+        };
+        cell.get_or_init(|| {
+            Ok(Validators {
+                input: compile(&am.input, "input")?,
+                output: compile(&am.output, "output")?,
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+    }
+
     pub fn limits(&self) -> Limits {
         self.target
             .as_ref()
@@ -523,13 +573,6 @@ impl ActionRunner for PluginHost {
     }
 }
 
-/// Why the host stopped a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stop {
-    Cpu,
-    Requests,
-}
-
 /// Everything one call's host functions need.
 pub(crate) struct CallCtx {
     pub plugin: String,
@@ -573,17 +616,37 @@ impl CallCtx {
     }
 }
 
-/// The store's data: one per call.
+/// The store's data: one per call, composed of each capability's state
+/// plus what the host itself needs (WASI, the memory limiter, the CPU clock).
 pub(crate) struct State {
-    pub wasi: WasiCtx,
-    pub table: ResourceTable,
-    pub limiter: Limiter,
-    pub ctx: Arc<CallCtx>,
-    pub started: Instant,
-    /// Time spent in host calls (HTTP), not charged to the CPU budget.
-    pub host_time: Duration,
-    pub stop: Option<Stop>,
-    pub requests: u32,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    started: Instant,
+    cpu_exhausted: bool,
+    http: HttpState,
+    secrets: SecretsState,
+    log: LogState,
+    clock: ClockState,
+}
+
+impl State {
+    fn new(ctx: Arc<CallCtx>, wasi: WasiCtx) -> Self {
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                max_memory: ctx.limits.memory_bytes(),
+                hit: false,
+            },
+            started: Instant::now(),
+            cpu_exhausted: false,
+            http: HttpState::new(ctx.clone()),
+            secrets: SecretsState::new(ctx.clone()),
+            log: LogState::new(ctx.clone()),
+            clock: ClockState::new(ctx),
+        }
+    }
 }
 
 impl WasiView for State {
@@ -646,7 +709,8 @@ impl PluginHost {
         let plugin = call.plugin.clone();
         let action = call.action.clone();
         let what = format!("{plugin}.{action}");
-        let Some(am) = entry.manifest.action(&action).cloned() else {
+        // Borrowed, not cloned: the manifest holds both JSON Schemas.
+        let Some(am) = entry.manifest.action(&action) else {
             return Err(ActionError::InvalidInput(format!(
                 "plugin {plugin:?} has no action {action:?}"
             )));
@@ -662,7 +726,10 @@ impl PluginHost {
                     .unwrap_or("(none configured)")
             )));
         }
-        check_input(&entry, &action, &call.input)
+        let validators = entry
+            .validators(&action)
+            .map_err(|e| ActionError::Internal(format!("{what}: {e}")))?;
+        check_input(&entry, &validators.input, &action, &call.input)
             .map_err(|e| ActionError::InvalidInput(format!("{what}: {e}")))?;
         let ready = self
             .ready(&entry)
@@ -703,30 +770,14 @@ impl PluginHost {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let mut store = Store::new(
-            &self.inner.engine,
-            State {
-                wasi,
-                table: ResourceTable::new(),
-                limiter: Limiter {
-                    max_memory: limits.memory_bytes(),
-                    hit: false,
-                },
-                ctx,
-                started: Instant::now(),
-                host_time: Duration::ZERO,
-                stop: None,
-                requests: 0,
-            },
-        );
+        let mut store = Store::new(&self.inner.engine, State::new(ctx, wasi));
         store.limiter(|s| &mut s.limiter);
         let cpu = limits.cpu();
         store.epoch_deadline_callback(move |mut store| {
             let s = store.data();
-            let used = s.started.elapsed().saturating_sub(s.host_time);
+            let used = s.started.elapsed().saturating_sub(s.http.host_time());
             if used > cpu {
-                let stop = &mut store.data_mut().stop;
-                *stop = Some(Stop::Cpu);
+                store.data_mut().cpu_exhausted = true;
                 return Err(wasmtime::Error::msg("CPU budget exhausted"));
             }
             Ok(UpdateDeadline::Yield(1))
@@ -786,7 +837,10 @@ impl PluginHost {
                 "{what} returned a secret value in its output; plugins must return handles"
             )));
         }
-        if let Some((_, out_schema)) = entry.validators.get(&action)
+        // `is_valid` stops at the first failure without building errors;
+        // the error walk runs only to explain a failure.
+        let out_schema = &validators.output;
+        if !out_schema.is_valid(&output)
             && let Some(err) = out_schema.iter_errors(&output).next()
         {
             return Err(ActionError::BadOutput(format!(
@@ -815,14 +869,8 @@ fn bench_state(entry: &PluginEntry, client: reqwest::Client) -> State {
         captures: BTreeMap::new(),
         secrets: scope,
     };
-    State {
-        wasi: WasiCtxBuilder::new().build(),
-        table: ResourceTable::new(),
-        limiter: Limiter {
-            max_memory: entry.limits().memory_bytes(),
-            hit: false,
-        },
-        ctx: Arc::new(CallCtx {
+    State::new(
+        Arc::new(CallCtx {
             plugin: entry.manifest.name.clone(),
             action: String::new(),
             call,
@@ -835,11 +883,8 @@ fn bench_state(entry: &PluginEntry, client: reqwest::Client) -> State {
             key_id: None,
             capture_failure: Mutex::new(None),
         }),
-        started: Instant::now(),
-        host_time: Duration::ZERO,
-        stop: None,
-        requests: 0,
-    }
+        WasiCtxBuilder::new().build(),
+    )
 }
 
 fn pointer_or_root(p: &str) -> String {
@@ -850,8 +895,13 @@ fn pointer_or_root(p: &str) -> String {
     }
 }
 
-fn check_input(entry: &PluginEntry, action: &str, input: &Value) -> Result<(), String> {
-    if let Some((schema, _)) = entry.validators.get(action)
+fn check_input(
+    entry: &PluginEntry,
+    schema: &jsonschema::Validator,
+    action: &str,
+    input: &Value,
+) -> Result<(), String> {
+    if !schema.is_valid(input)
         && let Some(err) = schema.iter_errors(input).next()
     {
         return Err(format!(
@@ -903,13 +953,13 @@ fn trap_error(
     e: &wasmtime::Error,
     stderr: Option<String>,
 ) -> ActionError {
-    if state.stop == Some(Stop::Cpu) {
+    if state.cpu_exhausted {
         return ActionError::Limit(format!(
             "{what} exceeded its CPU limit of {} ms and was stopped",
             limits.cpu_ms
         ));
     }
-    if state.stop == Some(Stop::Requests) {
+    if state.http.request_limit_hit() {
         return ActionError::Limit(format!(
             "{what} exceeded its limit of {} HTTP requests per call and was stopped",
             limits.requests

@@ -10,6 +10,7 @@
 //! remembered for the call, which then fails with `CaptureFailed` whatever
 //! the plugin returns, so the executor can revoke the key by that ID.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -22,14 +23,48 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::clock::now_ms;
 use crate::bindings::v1::rota::plugin::http;
-use crate::host::{CaptureFailure, State, Stop};
+use crate::host::{CallCtx, CaptureFailure};
 
-/// Links `rota:plugin/http` into a plugin linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    http::add_to_linker::<State, HasSelf<State>>(linker, |s| s)
+/// One call's HTTP state: the call's policy and client (via the call), the
+/// request count against its limit, and the time spent waiting on the
+/// network, which the CPU budget does not charge.
+pub(crate) struct HttpState {
+    ctx: Arc<CallCtx>,
+    requests: u32,
+    host_time: Duration,
+    limit_hit: bool,
 }
 
-impl http::Host for State {
+impl HttpState {
+    pub(crate) fn new(ctx: Arc<CallCtx>) -> Self {
+        Self {
+            ctx,
+            requests: 0,
+            host_time: Duration::ZERO,
+            limit_hit: false,
+        }
+    }
+
+    /// Wall time spent inside `send` so far.
+    pub(crate) fn host_time(&self) -> Duration {
+        self.host_time
+    }
+
+    /// Whether the plugin was stopped for exceeding its request limit.
+    pub(crate) fn request_limit_hit(&self) -> bool {
+        self.limit_hit
+    }
+}
+
+/// Links `rota:plugin/http`; `get` projects the store's data to its state.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut HttpState,
+) -> wasmtime::Result<()> {
+    http::add_to_linker::<T, HasSelf<HttpState>>(linker, get)
+}
+
+impl http::Host for HttpState {
     async fn send(
         &mut self,
         req: http::Request,
@@ -45,7 +80,7 @@ impl http::Host for State {
         );
         self.requests += 1;
         if self.requests > ctx.limits.requests {
-            self.stop = Some(Stop::Requests);
+            self.limit_hit = true;
             return Err(wasmtime::Error::msg("HTTP request limit reached"));
         }
         let start = Instant::now();

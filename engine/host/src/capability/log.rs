@@ -4,17 +4,33 @@
 //! `SecretScope::redact` first, a backstop for values a plugin should never
 //! hold in the first place.
 
+use std::sync::Arc;
+
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::v1::rota::plugin::log;
-use crate::host::State;
+use crate::host::CallCtx;
 
-/// Links `rota:plugin/log` into a plugin linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    log::add_to_linker::<State, HasSelf<State>>(linker, |s| s)
+/// One call's log state: who is logging, and the run's secrets to redact.
+pub(crate) struct LogState {
+    ctx: Arc<CallCtx>,
 }
 
-impl log::Host for State {
+impl LogState {
+    pub(crate) fn new(ctx: Arc<CallCtx>) -> Self {
+        Self { ctx }
+    }
+}
+
+/// Links `rota:plugin/log`; `get` projects the store's data to its state.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut LogState,
+) -> wasmtime::Result<()> {
+    log::add_to_linker::<T, HasSelf<LogState>>(linker, get)
+}
+
+impl log::Host for LogState {
     async fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
         let scope = &self.ctx.call.secrets;
         let message = scope.redact(&message);

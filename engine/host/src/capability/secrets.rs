@@ -4,20 +4,36 @@
 //! target, and even then only for secrets bound to the plugin (the
 //! `SecretScope` checks `send_to`).
 
+use std::sync::Arc;
+
 use rota_core::SecretRef;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::v1::rota::plugin::secrets;
-use crate::host::State;
+use crate::host::CallCtx;
 
-/// Links `rota:plugin/secrets` into a plugin linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    secrets::add_to_linker::<State, HasSelf<State>>(linker, |s| s)
+/// One call's secrets state: the grant and the run's scope, via the call.
+pub(crate) struct SecretsState {
+    ctx: Arc<CallCtx>,
 }
 
-impl secrets::Host for State {
+impl SecretsState {
+    pub(crate) fn new(ctx: Arc<CallCtx>) -> Self {
+        Self { ctx }
+    }
+}
+
+/// Links `rota:plugin/secrets`; `get` projects the store's data to its state.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut SecretsState,
+) -> wasmtime::Result<()> {
+    secrets::add_to_linker::<T, HasSelf<SecretsState>>(linker, get)
+}
+
+impl secrets::Host for SecretsState {
     async fn reveal(&mut self, handle: String) -> Result<String, String> {
-        let ctx = self.ctx.clone();
+        let ctx = &self.ctx;
         let _span = tracing::info_span!("plugin.secrets.reveal", plugin = %ctx.plugin, action = %ctx.action)
             .entered();
         if !ctx.reveal {
