@@ -11,6 +11,7 @@
 //! learn (the operator view's secret keys, and the new key's secret revealed
 //! only after the scanned commands).
 
+#[cfg(feature = "crash-points")]
 mod crash;
 mod faults;
 mod guided;

@@ -9,6 +9,7 @@
 //! password the test can know (the operator's, the users', every key
 //! password revealed from the store) and scans all its outputs at the end.
 
+#[cfg(feature = "crash-points")]
 mod crash;
 mod create;
 mod guided;

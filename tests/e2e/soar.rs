@@ -10,6 +10,7 @@
 //! proves the stored secret by signing in with it, never by trusting what
 //! rota reports.
 
+#[cfg(feature = "crash-points")]
 mod crash;
 mod faults;
 mod guided;

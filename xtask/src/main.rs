@@ -2,7 +2,8 @@
 //! and CI. Every command installs the `wasm32-wasip2` target first when it is
 //! missing, so a fresh machine with only rustup and cargo needs nothing else.
 //!
-//! - `demo`: runs a playbook end to end (the README's first command)
+//! - `demo`: rehearses the Plex secret reset end to end against the bundled
+//!   simulators (the README's first command)
 //! - `test`: the whole test suite (the README's second command; `.ci/run`)
 //! - `lint`: rustfmt and clippy `-D warnings`, host and plugins
 //! - `plugins`: builds the plugins workspace for wasm32-wasip2
@@ -66,9 +67,10 @@ fn demo(extra: &[String]) -> Result<(), String> {
         "rota",
         "--",
         "run",
-        "examples/key-handover.yaml",
+        "plex-api-key-reset",
+        "--rehearse",
+        "--yes",
     ])
-    .args(["--inputs", "examples/key-handover.inputs.yaml", "--yes"])
     .args(extra);
     run(&mut cmd)
 }
