@@ -6,6 +6,7 @@ mod cli;
 mod constellix;
 mod interactive;
 mod leaks;
+mod matrix;
 mod plex;
 mod plugins;
 mod plytix;

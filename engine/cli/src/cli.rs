@@ -260,6 +260,14 @@ pub struct RunArgs {
     /// as against a tenant where modeled actions are not enabled.
     #[arg(long)]
     pub guided: bool,
+    /// Run the playbook once per entry of FILE (a YAML list of input maps,
+    /// each shaped like an --inputs file), as independent runs in one process;
+    /// -i and --inputs give every entry its defaults. Non-interactive.
+    #[arg(long, value_name = "FILE", conflicts_with = "rehearse")]
+    pub matrix: Option<PathBuf>,
+    /// With --matrix: how many runs at once.
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "matrix")]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@ mod audit;
 mod completions;
 mod inventory;
 mod list;
+mod matrix;
 mod plugins;
 mod run;
 mod runs;

@@ -36,6 +36,20 @@ impl Run {
         let loaded = discover::find(&self.args.playbook, env.catalog.as_ref())?;
         let supplied = supplied(&self.args.inputs, self.args.inputs_file.as_deref())?;
         let state = open_state()?;
+        if let Some(file) = &self.args.matrix {
+            let entries = crate::commands::matrix::entries(file, &supplied)?;
+            let options = self.options(Supplied::default());
+            return crate::commands::matrix::execute(
+                &env,
+                &state,
+                &loaded,
+                options,
+                entries,
+                self.args.concurrency,
+                self.args.output,
+                &runtime()?,
+            );
+        }
         let options = self.options(supplied);
         execute(
             &env,
