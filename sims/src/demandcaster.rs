@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -382,6 +382,14 @@ async fn login(State(dc): S, body: Bytes) -> Response {
     r
 }
 
+/// Sign out: the session ends (idempotent, as a web app's log-out link is).
+async fn logout(State(dc): S, headers: HeaderMap) -> Response {
+    if let Some(tok) = session_token(&headers) {
+        lock(&dc.state).sessions.remove(&tok);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
 async fn nodes(State(dc): S, headers: HeaderMap) -> Response {
     match with_session(&dc, &headers, |st, _| {
         st.nodes
@@ -621,7 +629,7 @@ pub(crate) async fn start(
         state: Mutex::new(state),
     });
     let api = Router::new()
-        .route("/api/session", post(login))
+        .route("/api/session", post(login).delete(logout))
         .route("/api/business-nodes", get(nodes))
         .route("/api/business-nodes/{id}/enter", post(enter))
         .route("/api/datahub/plex/pcns", get(list_pcns))

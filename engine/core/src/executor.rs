@@ -207,6 +207,11 @@ struct Run<'a> {
     /// secrets id -> where its captures go.
     captures: BTreeMap<String, CaptureTarget>,
     steps_ctx: Mutex<Map<String, Value>>,
+    /// In a plan, the outputs of each step the plan did not run, as
+    /// placeholders naming them (`<secret_id of add_new_secret>`): what a
+    /// later step's `describe:` and `confirm:` show in their place. Never
+    /// an action's input.
+    planned_outputs: Mutex<Map<String, Value>>,
     failure: Mutex<Option<Value>>,
     records: Mutex<Vec<StepRecord>>,
     rng: Mutex<StdRng>,
@@ -259,6 +264,7 @@ impl Executor {
             inputs,
             captures,
             steps_ctx: Mutex::new(Map::new()),
+            planned_outputs: Mutex::new(Map::new()),
             failure: Mutex::new(None),
             records: Mutex::new(Vec::new()),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
@@ -402,6 +408,46 @@ impl Run<'_> {
             map.insert("item".to_owned(), item.clone());
         }
         ctx
+    }
+
+    /// The context `describe:` and `confirm:` are rendered in: in a plan,
+    /// the outputs of steps it did not run are placeholders naming them, so
+    /// a plan still says what a step would do with what an earlier planned
+    /// step would produce.
+    fn description_context(&self, item: Option<&Value>) -> Value {
+        let mut ctx = self.context(item);
+        if self.opts.dry_run
+            && let Some(steps) = ctx.get_mut("steps").and_then(Value::as_object_mut)
+        {
+            for (id, placeholders) in lock(&self.planned_outputs).iter() {
+                if let Some(entry) = steps.get_mut(id).and_then(Value::as_object_mut) {
+                    entry.insert("outputs".to_owned(), placeholders.clone());
+                }
+            }
+        }
+        ctx
+    }
+
+    /// Placeholders for the outputs a planned step would have: the output
+    /// schema's properties, or its manual step's outputs.
+    fn placeholders(&self, step: &Step, spec: Option<&ActionSpec>) -> Value {
+        let mut names: Vec<String> = spec
+            .and_then(|s| s.output_schema.get("properties"))
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        if let Some(m) = &step.manual {
+            names.extend(m.outputs.keys().cloned());
+        }
+        Value::Object(
+            names
+                .into_iter()
+                .map(|n| {
+                    let shown = format!("<{n} of {}>", step.id);
+                    (n, Value::String(shown))
+                })
+                .collect(),
+        )
     }
 
     async fn execute(&self) -> RunReport {
@@ -611,6 +657,9 @@ impl Run<'_> {
                 return Some(StepError::Journal(e.to_string()));
             }
             crash_point(&step.id, "end");
+        }
+        if status == StepStatus::Planned {
+            lock(&self.planned_outputs).insert(step.id.clone(), self.placeholders(step, spec.as_ref()));
         }
         lock(&self.steps_ctx).insert(
             step.id.clone(),
@@ -865,7 +914,7 @@ impl Run<'_> {
         if let Some(q) = &step.confirm {
             let question = self
                 .templates
-                .render_text(q, &self.context(item_value))
+                .render_text(q, &self.description_context(item_value))
                 .map_err(|e| (self.template_error("confirm", e), 0))?;
             self.confirm(step, &question).await.map_err(|e| (e, 0))?;
         }
@@ -881,7 +930,7 @@ impl Run<'_> {
                 let described = match &step.describe {
                     Some(d) => Some(
                         self.templates
-                            .render_text(d, &self.context(item_value))
+                            .render_text(d, &self.description_context(item_value))
                             .map_err(|e| (self.template_error("describe", e), 0))?,
                     ),
                     None => None,

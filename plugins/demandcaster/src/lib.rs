@@ -14,7 +14,7 @@ use rota_plugin_sdk::secrets::Handle;
 use rota_plugin_sdk::{Context, Error, Value, http, json};
 use serde::Deserialize;
 
-use crate::session::{Session, dc_error, enter_request, ok_or_dc_error, sign_in};
+use crate::session::{Session, dc_error, enter_request, in_own_session, ok_or_dc_error, sign_in};
 
 rota_plugin_sdk::plugin! {
     manifest: "rota-plugin.json",
@@ -55,10 +55,10 @@ struct Node {
 }
 
 fn list_business_nodes(ctx: &Context, input: NodesIn) -> Result<Value, Error> {
-    let session = sign_in(ctx, &input.username, &input.password)?;
-    let mut s = Session::new(ctx, session.clone(), &input.username, &input.password, None);
-    let resp = s.send(&|| Ok(http::get(&ctx.url("/api/business-nodes")?)))?;
-    let nodes: Vec<Node> = ok_or_dc_error("listing the business nodes", resp)?.json()?;
+    let nodes: Vec<Node> = in_own_session(ctx, &input.username, &input.password, None, |s| {
+        let resp = s.send(&|| Ok(http::get(&ctx.url("/api/business-nodes")?)))?;
+        ok_or_dc_error("listing the business nodes", resp)?.json()
+    })?;
     let node = nodes
         .iter()
         .find(|n| n.id == input.business_node)
@@ -75,7 +75,6 @@ fn list_business_nodes(ctx: &Context, input: NodesIn) -> Result<Value, Error> {
             ))
         })?;
     Ok(json!({
-        "session": session,
         "business_node": node.id,
         "name": node.name,
         "nodes": nodes.iter().map(|n| json!({"id": n.id, "name": n.name})).collect::<Vec<_>>(),
@@ -85,7 +84,6 @@ fn list_business_nodes(ctx: &Context, input: NodesIn) -> Result<Value, Error> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EnterIn {
-    session: Handle,
     username: String,
     password: Handle,
     business_node: u64,
@@ -99,10 +97,12 @@ fn enter_business_node(ctx: &Context, input: EnterIn) -> Result<Value, Error> {
         ));
     }
     let node = input.business_node;
-    let mut s = Session::new(ctx, input.session, &input.username, &input.password, None);
+    let session = sign_in(ctx, &input.username, &input.password)?;
+    let mut s = Session::new(ctx, session.clone(), &input.username, &input.password, None);
     let resp = s.send(&|| enter_request(ctx, node))?;
     let entered: Value = ok_or_dc_error(&format!("entering business node {node}"), resp)?.json()?;
     Ok(json!({
+        "session": session,
         "business_node": node,
         "name": entered.get("name").cloned().unwrap_or(Value::Null),
         "landing": entered.get("landing").cloned().unwrap_or(Value::Null),
@@ -113,6 +113,15 @@ fn enter_business_node(ctx: &Context, input: EnterIn) -> Result<Value, Error> {
 #[serde(deny_unknown_fields)]
 struct PcnIn {
     session: Handle,
+    username: String,
+    password: Handle,
+    business_node: u64,
+    pcn: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadPcnIn {
     username: String,
     password: Handle,
     business_node: u64,
@@ -181,10 +190,11 @@ fn find_connection(ctx: &Context, s: &mut Session<'_>, node: u64, pcn: &str) -> 
     }
 }
 
-fn get_pcn_connection(ctx: &Context, input: PcnIn) -> Result<Value, Error> {
+fn get_pcn_connection(ctx: &Context, input: ReadPcnIn) -> Result<Value, Error> {
     let node = input.business_node;
-    let mut s = Session::new(ctx, input.session, &input.username, &input.password, Some(node));
-    Ok(find_connection(ctx, &mut s, node, &input.pcn)?.view())
+    in_own_session(ctx, &input.username, &input.password, Some(node), |s| {
+        Ok(find_connection(ctx, s, node, &input.pcn)?.view())
+    })
 }
 
 #[derive(Deserialize)]

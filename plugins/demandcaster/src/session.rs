@@ -11,8 +11,11 @@ use rota_plugin_sdk::http::{self, Request, Response};
 use rota_plugin_sdk::secrets::Handle;
 use rota_plugin_sdk::{Context, Error, Value, json};
 
-/// Capture label of the session cookie (`demandcaster/ephemeral/session`).
+/// Capture label of the run's session cookie (`demandcaster/ephemeral/session`).
 const SESSION: &str = "session";
+/// Capture label of a reading action's own session: never the run's, so
+/// signing it out leaves the run's session working.
+const READ_SESSION: &str = "read-session";
 
 /// The typed error for a DemandCaster answer outside 2xx, with its own
 /// `{"error": {"code", "message"}}` (`doing` says what rota was doing).
@@ -47,18 +50,53 @@ pub fn ok_or_dc_error(doing: &str, resp: Response) -> Result<Response, Error> {
 
 /// Signs in; returns the handle of the session cookie.
 pub fn sign_in(ctx: &Context, username: &str, password: &Handle) -> Result<Handle, Error> {
+    sign_in_as(ctx, username, password, SESSION)
+}
+
+/// Signs in; the session cookie is captured under `label`.
+fn sign_in_as(ctx: &Context, username: &str, password: &Handle, label: &str) -> Result<Handle, Error> {
     let resp = http::post(&ctx.url("/api/session")?)
         .header("accept", "application/json")
         .json(&json!({"username": username, "password": password}))?
         .json_secret(password)
-        .capture_header_ephemeral("set-cookie", SESSION)
+        .capture_header_ephemeral("set-cookie", label)
         .send()?;
     let resp = ok_or_dc_error(&format!("signing in to DemandCaster as {username}"), resp)?;
-    resp.captured(SESSION).ok_or_else(|| {
+    resp.captured(label).ok_or_else(|| {
         Error::Internal(format!(
             "DemandCaster signed {username} in but set no session cookie"
         ))
     })
+}
+
+/// Signs out (DemandCaster's log-out link): the session ends at the vendor.
+pub fn sign_out(ctx: &Context, session: &Handle) -> Result<(), Error> {
+    let resp = with_cookie(http::delete(&ctx.url("/api/session")?), session).send()?;
+    ok_or_dc_error("signing out of DemandCaster", resp).map(|_| ())
+}
+
+/// Runs `read` in a session of its own, signed in first and signed out
+/// after (whatever `read` returned), so a read leaves nothing behind at
+/// DemandCaster: that is what makes the reading actions read-only.
+pub fn in_own_session<T>(
+    ctx: &Context,
+    username: &str,
+    password: &Handle,
+    node: Option<u64>,
+    read: impl FnOnce(&mut Session<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let handle = sign_in_as(ctx, username, password, READ_SESSION)?;
+    let mut s = Session::new(ctx, handle, username, password, node);
+    s.label = READ_SESSION;
+    let result = match node {
+        Some(n) => enter(ctx, &s.handle, n).and_then(|()| read(&mut s)),
+        None => read(&mut s),
+    };
+    // A renewal inside `read` replaced the cookie: sign out the live one.
+    let out = sign_out(ctx, &s.handle);
+    let value = result?;
+    out?;
+    Ok(value)
 }
 
 /// *Enter* next to a business node, with DemandCaster's "Are you sure you
@@ -86,6 +124,8 @@ pub struct Session<'a> {
     /// The business node the calls need entered (already confirmed by the
     /// playbook's enter step), if any.
     node: Option<u64>,
+    /// The capture label a renewed cookie is stored under.
+    label: &'static str,
 }
 
 impl<'a> Session<'a> {
@@ -102,6 +142,7 @@ impl<'a> Session<'a> {
             username,
             password,
             node,
+            label: SESSION,
         }
     }
 
@@ -128,7 +169,7 @@ impl<'a> Session<'a> {
     }
 
     fn sign_in_again(&mut self) -> Result<(), Error> {
-        self.handle = sign_in(self.ctx, self.username, self.password)?;
+        self.handle = sign_in_as(self.ctx, self.username, self.password, self.label)?;
         if let Some(node) = self.node {
             enter(self.ctx, &self.handle, node)?;
         }

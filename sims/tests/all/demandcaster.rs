@@ -151,6 +151,28 @@ async fn demandcaster_entering_a_business_node_requires_the_confirmation_flag() 
     Ok(())
 }
 
+/// Signing out ends the session (the cookie no longer works, and the admin
+/// state shows no session left), and signing out twice is harmless.
+#[tokio::test]
+async fn demandcaster_sign_out_ends_the_session() -> TestResult {
+    let sims = start().await?;
+    let h = get(&sims, System::DemandCaster);
+    let before = admin_get(h, "/admin/state").await?;
+    let dc = Dc::login(&sims).await?;
+    let during = admin_get(h, "/admin/state").await?;
+    assert_eq!(during["state"]["sessions"].as_array().map(Vec::len), Some(1), "{during}");
+    for _ in 0..2 {
+        let (st, _) = dc.send(reqwest::Method::DELETE, "/api/session", None).await?;
+        assert_eq!(st, StatusCode::NO_CONTENT);
+    }
+    let (st, _) = dc.send(reqwest::Method::GET, "/api/business-nodes", None).await?;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let after = admin_get(h, "/admin/state").await?;
+    assert_eq!(after["state"], before["state"]);
+    sims.shutdown().await;
+    Ok(())
+}
+
 /// Guards seed rule: the connection test really calls Plex over HTTP with the stored credentials.
 #[tokio::test]
 async fn demandcaster_connection_test_really_calls_plex() -> TestResult {

@@ -265,11 +265,26 @@ fn a_plan_names_the_fixture_ids_and_dates_and_changes_nothing() {
     };
     let ((eid, ec, ev), (oid, oc, ov)) = (row(0), row(1));
     let client = rig.fixture.client_id.clone();
+    let node = before[1]["businessNodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["id"] == 1042)
+        .and_then(|n| n["name"].as_str())
+        .unwrap_or_default()
+        .to_owned();
     for line in [
         format!("  delete_expired_secret: would ask: Delete the EXPIRED secret {eid} of DemandCaster (PCN 123456), created {ec}, valid until {ev}?"),
         format!("  delete_expired_secret: would delete expired secret {eid} created {ec}, valid until {ev} {{"),
         format!("  add_new_secret: would add a secret to DemandCaster ({client}), valid 365 days;"),
-        "  find_business_node: would sign in to DemandCaster as planner@acme.example and find business node 1042 {".to_owned(),
+        // The DemandCaster half: the reads run (in sessions they sign out
+        // of), so the plan names the node and the connection it would change.
+        "ok        find_business_node".to_owned(),
+        format!("  enter_business_node: would ask: DemandCaster asks \"Are you sure you want to enter this company?\": enter business node 1042 ({node})?"),
+        format!("  enter_business_node: would enter business node 1042 ({node}), answering DemandCaster's confirmation {{"),
+        "ok        open_pcn_connection".to_owned(),
+        format!("  update_pcn_connection: would save Client Id {client} (unchanged) and the new secret <secret_id of add_new_secret> in DemandCaster's connection 1 to PCN 123456 of business node 1042\n"),
+        "  check_new_secret: would sign in to Plex as DemandCaster with the new secret <secret_id of add_new_secret> (OAuth".to_owned(),
         format!("  delete_old_secret: would delete old secret {oid} created {oc}, valid until {ov}, once DemandCaster works with the new one {{"),
         "finished: nothing was changed".to_owned(),
     ] {
