@@ -113,17 +113,20 @@ fn main() {
     write_bundled(&bundled_rs, &files);
 }
 
-/// `pub static BUNDLED: &[(&str, &[u8])]`: file name and bytes of each
-/// vendor plugin.
+/// `pub static BUNDLED: &[Bundled]`: file name, bytes and SHA-256 of each
+/// vendor plugin (hashed here, once, instead of at every start of `rota`).
 fn write_bundled(path: &Path, files: &[PathBuf]) {
-    let mut code = String::from("pub static BUNDLED: &[(&str, &[u8])] = &[\n");
+    use sha2::Digest;
+    let mut code = String::from("pub static BUNDLED: &[Bundled] = &[\n");
     for f in files {
         let name = f
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let bytes = std::fs::read(f).unwrap_or_else(|e| panic!("cannot read {}: {e}", f.display()));
+        let digest = hex::encode(sha2::Sha256::digest(&bytes));
         code.push_str(&format!(
-            "    ({name:?}, include_bytes!({:?})),\n",
+            "    Bundled {{ file: {name:?}, bytes: include_bytes!({:?}), digest: {digest:?} }},\n",
             f.display().to_string()
         ));
     }

@@ -92,7 +92,7 @@ impl Env {
             .flat_map(|(_, steps)| steps.iter())
             .filter_map(|s| s.uses.as_deref()?.split_once('.').map(|(p, _)| p))
             .filter(|p| *p != "core")
-            .filter_map(|p| Some((p.to_owned(), self.host.plugin(p)?.digest.clone())))
+            .filter_map(|p| Some((p.to_owned(), self.host.plugin(p)?.digest().ok()?.to_owned())))
             .collect()
     }
 }

@@ -6,9 +6,38 @@
 //! the same name in an operator's `plugin_dirs` replaces the bundled one.
 //! A build with `ROTA_SKIP_PLUGIN_BUILD=1` bundles none.
 
+/// A plugin embedded in this build.
+#[derive(Debug)]
+pub struct Bundled {
+    /// The file name it was built as, e.g. `rota_plugin_plex.wasm`.
+    pub file: &'static str,
+    /// The component.
+    pub bytes: &'static [u8],
+    /// Its SHA-256 (hex), computed when `rota` was built.
+    pub digest: &'static str,
+}
+
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
 /// The names of the bundled plugin files, e.g. `rota_plugin_plex.wasm`.
 pub fn files() -> impl Iterator<Item = &'static str> {
-    BUNDLED.iter().map(|(file, _)| *file)
+    BUNDLED.iter().map(|b| b.file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BUNDLED;
+
+    /// What discovery skips for a bundled plugin is settled here: its
+    /// recorded digest is the SHA-256 of its bytes, and its manifest passes
+    /// the full check a plugin file gets (every JSON Schema compiles).
+    #[test]
+    fn every_bundled_plugin_has_its_digest_and_a_fully_valid_manifest() {
+        for b in BUNDLED {
+            assert_eq!(crate::cache::digest(b.bytes), b.digest, "{}", b.file);
+            if let Err(e) = crate::manifest::parse(b.file, b.bytes) {
+                panic!("bundled {}: {e}", b.file);
+            }
+        }
+    }
 }

@@ -14,6 +14,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{SUPPORTED_ABIS, v1};
+use crate::bundled::Bundled;
 use crate::cache::{ArtifactCache, Loaded};
 use crate::capability::clock::{self, ClockState};
 use crate::capability::http::{self, HttpState};
@@ -96,9 +97,12 @@ pub enum HostError {
 pub struct PluginEntry {
     /// The file, or `bundled:<file name>` for a plugin embedded in the binary.
     pub path: PathBuf,
-    /// The embedded bytes of a bundled plugin.
-    bundled: Option<&'static [u8]>,
-    pub digest: String,
+    /// The embedded plugin, for a bundled one.
+    bundled: Option<&'static Bundled>,
+    /// SHA-256 of the component (hex): known from the build for a bundled
+    /// plugin, computed on first need for a file (only the plugins a run
+    /// uses are hashed, not every plugin in the directories).
+    digest: OnceLock<String>,
     pub manifest: Manifest,
     pub abi: String,
     pub target: Option<TargetConfig>,
@@ -239,10 +243,10 @@ impl PluginHost {
         };
         let bundled = embedded
             .iter()
-            .map(|(file, bytes)| (PathBuf::from(format!("bundled:{file}")), Some(*bytes)));
+            .map(|b| (PathBuf::from(format!("bundled:{}", b.file)), Some(b)));
         for (path, bundled) in files.into_iter().map(|p| (p, None)).chain(bundled) {
             let read = match bundled {
-                Some(bytes) => entry_from(&path, bytes.to_vec(), Some(bytes), config, opts.target.as_deref()),
+                Some(b) => bundled_entry(&path, b, config, opts.target.as_deref()),
                 None => read_entry(&path, config, opts.target.as_deref()),
             };
             match read {
@@ -394,18 +398,34 @@ fn read_entry(path: &Path, config: &Config, target: Option<&str>) -> Result<Plug
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    entry_from(path, bytes, None, config, target)
+    let (manifest, abi) = manifest::parse(&path.display().to_string(), &bytes)?;
+    Ok(entry_from(path, manifest, abi, Some(bytes), None, config, target))
+}
+
+/// A bundled plugin: its digest comes from the build, and its schemas are
+/// not compiled here (a test compiles every bundled manifest in full; an
+/// action's schemas are compiled on its first call either way).
+fn bundled_entry(
+    path: &Path,
+    bundled: &'static Bundled,
+    config: &Config,
+    target: Option<&str>,
+) -> Result<PluginEntry, HostError> {
+    let (manifest, abi) = manifest::parse_bundled(&path.display().to_string(), bundled.bytes)?;
+    let entry = entry_from(path, manifest, abi, None, Some(bundled), config, target);
+    let _ = entry.digest.set(bundled.digest.to_owned());
+    Ok(entry)
 }
 
 fn entry_from(
     path: &Path,
-    bytes: Vec<u8>,
-    bundled: Option<&'static [u8]>,
+    manifest: Manifest,
+    abi: String,
+    bytes: Option<Vec<u8>>,
+    bundled: Option<&'static Bundled>,
     config: &Config,
     target: Option<&str>,
-) -> Result<PluginEntry, HostError> {
-    let shown = path.display().to_string();
-    let (manifest, abi) = manifest::parse(&shown, &bytes)?;
+) -> PluginEntry {
     let target = config.target(&manifest.name, target).cloned();
     let mut validators = BTreeMap::new();
     let mut secret_fields = BTreeMap::new();
@@ -433,10 +453,10 @@ fn entry_from(
         granted,
         rehearsal: target.as_ref().is_some_and(|t| t.rehearsal),
     };
-    Ok(PluginEntry {
+    PluginEntry {
         path: path.to_owned(),
         bundled,
-        digest: crate::cache::digest(&bytes),
+        digest: OnceLock::new(),
         manifest,
         abi,
         target,
@@ -444,8 +464,8 @@ fn entry_from(
         validators,
         secret_fields,
         ready: tokio::sync::OnceCell::new(),
-        bytes: Mutex::new(Some(Arc::new(bytes))),
-    })
+        bytes: Mutex::new(bytes.map(Arc::new)),
+    }
 }
 
 fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
@@ -454,23 +474,25 @@ fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
         path: entry.path.display().to_string(),
         reason,
     };
-    // The bytes read at discovery (already digested) are used once; a retry
+    // The bytes read at discovery are hashed (once) and used once; a retry
     // after a failed link re-reads the file and checks it did not change.
+    let digest = entry.digest().map_err(err)?;
     let kept = entry.bytes.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let bytes = match (kept, entry.bundled) {
-        (Some(b), _) => b,
-        (None, Some(b)) => Arc::new(b.to_vec()),
+    let read;
+    let bytes: &[u8] = match (&kept, entry.bundled) {
+        (Some(b), _) => b.as_slice(),
+        (None, Some(b)) => b.bytes,
         (None, None) => {
-            let b = std::fs::read(&entry.path).map_err(|e| err(e.to_string()))?;
-            if crate::cache::digest(&b) != entry.digest {
+            read = std::fs::read(&entry.path).map_err(|e| err(e.to_string()))?;
+            if crate::cache::digest(&read) != digest {
                 return Err(err("the file changed since its manifest was read".to_owned()));
             }
-            Arc::new(b)
+            &read
         }
     };
     let (component, how) = inner
         .cache
-        .load(&inner.engine, &entry.digest, &bytes)
+        .load(&inner.engine, digest, bytes)
         .map_err(|e| err(format!("cannot compile: {e}")))?;
     tracing::debug!(plugin = %entry.manifest.name, ?how, "plugin loaded");
     let ty = component.component_type();
@@ -505,6 +527,21 @@ fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
 }
 
 impl PluginEntry {
+    /// SHA-256 of the component (hex): the plugin's identity, shown by
+    /// `rota plugins inspect` and recorded in a run's journal.
+    pub fn digest(&self) -> Result<&str, String> {
+        if let Some(d) = self.digest.get() {
+            return Ok(d);
+        }
+        let kept = self.bytes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let computed = match kept {
+            Some(b) => crate::cache::digest(&b),
+            // Linked already (which hashes first) or failed to: read again.
+            None => crate::cache::digest(&std::fs::read(&self.path).map_err(|e| e.to_string())?),
+        };
+        Ok(self.digest.get_or_init(|| computed))
+    }
+
     /// The action's compiled schemas, built on its first call and kept:
     /// discovery reads every plugin in the directories while a run calls a
     /// few of their actions, and `manifest::parse` has already refused any

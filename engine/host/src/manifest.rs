@@ -201,6 +201,18 @@ pub fn read_sections(path: &str, bytes: &[u8]) -> Result<Sections, PackageError>
 /// Reads and checks the manifest of a plugin file: a component, with a
 /// well-formed manifest, built for an ABI this host supports.
 pub fn parse(path: &str, bytes: &[u8]) -> Result<(Manifest, String), PackageError> {
+    parse_checked(path, bytes, true)
+}
+
+/// [`parse`] for a plugin embedded in this build: everything is checked
+/// except that its JSON Schemas compile, the costliest part of reading a
+/// manifest and one a test settles for every bundled plugin at build time
+/// (an action's schemas are compiled on its first call in any case).
+pub fn parse_bundled(path: &str, bytes: &[u8]) -> Result<(Manifest, String), PackageError> {
+    parse_checked(path, bytes, false)
+}
+
+fn parse_checked(path: &str, bytes: &[u8], compile_schemas: bool) -> Result<(Manifest, String), PackageError> {
     let sections = read_sections(path, bytes)?;
     let raw = sections.manifest.ok_or_else(|| PackageError::NoManifest {
         path: path.to_owned(),
@@ -224,7 +236,7 @@ pub fn parse(path: &str, bytes: &[u8]) -> Result<(Manifest, String), PackageErro
             abi,
         });
     }
-    validate(&manifest).map_err(bad)?;
+    validate(&manifest, compile_schemas).map_err(bad)?;
     if let Some(import) = sections.imports.iter().find(|i| !import_provided(i)) {
         return Err(PackageError::UnknownImport {
             path: path.to_owned(),
@@ -276,7 +288,7 @@ pub fn import_provided(name: &str) -> bool {
     .any(|p| name.starts_with(p))
 }
 
-fn validate(m: &Manifest) -> Result<(), String> {
+fn validate(m: &Manifest, compile_schemas: bool) -> Result<(), String> {
     let name_ok = |s: &str| {
         !s.is_empty()
             && s.len() <= 64
@@ -303,7 +315,10 @@ fn validate(m: &Manifest) -> Result<(), String> {
         if !seen.insert(a.name.as_str()) {
             return Err(format!("action {:?} is declared twice", a.name));
         }
-        for (what, schema) in [("input", &a.input), ("output", &a.output)] {
+        for (what, schema) in [("input", &a.input), ("output", &a.output)]
+            .into_iter()
+            .filter(|_| compile_schemas)
+        {
             jsonschema::validator_for(schema).map_err(|e| {
                 format!(
                     "action {:?}: the {what} schema is not a valid JSON Schema: {e}",
@@ -448,7 +463,7 @@ mod tests {
             "name": "v", "version": "1", "actions": actions
         }))
         .map_err(|e| e.to_string())?;
-        validate(&m).map(|()| m)
+        validate(&m, true).map(|()| m)
     }
 
     fn action(name: &str, read_only: bool, extra: Value) -> Value {

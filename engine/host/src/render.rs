@@ -61,7 +61,7 @@ pub fn list_json(host: &PluginHost) -> Value {
                 "name": e.manifest.name,
                 "version": e.manifest.version,
                 "abi": e.abi,
-                "digest": e.digest,
+                "digest": shown_digest(e),
                 "path": e.path.display().to_string(),
                 "target": e.target.as_ref().map(|t| t.name.clone()),
                 "actions": e.manifest.actions.iter().map(|a| json!({
@@ -108,7 +108,7 @@ pub fn list_text(host: &PluginHost) -> String {
                 ""
             },
             e.target.as_ref().map(|t| t.name.as_str()).unwrap_or("(none)"),
-            &e.digest[..12.min(e.digest.len())],
+            short_digest(e),
         ));
     }
     for b in host.broken() {
@@ -127,7 +127,7 @@ pub fn inspect_json(host: &PluginHost, name: &str) -> Option<Value> {
         "version": e.manifest.version,
         "description": e.manifest.description,
         "abi": e.abi,
-        "digest": e.digest,
+        "digest": shown_digest(e),
         "path": e.path.display().to_string(),
         "target": e.target.as_ref().map(|t| json!({
             "name": t.name, "base_url": t.base_url, "rehearsal": t.rehearsal,
@@ -168,7 +168,7 @@ pub fn inspect_text(host: &PluginHost, name: &str) -> Option<String> {
         o.push_str(&format!("  {}\n", e.manifest.description));
     }
     o.push_str(&format!("  abi:     rota:plugin@{}\n", e.abi));
-    o.push_str(&format!("  digest:  sha256:{}\n", e.digest));
+    o.push_str(&format!("  digest:  sha256:{}\n", shown_digest(e)));
     o.push_str(&format!("  file:    {}\n", e.path.display()));
     match &e.target {
         Some(t) => o.push_str(&format!(
@@ -336,4 +336,17 @@ mod tests {
         );
         assert!(recovery_lines(&action(json!({"read_only": true}))).is_empty());
     }
+}
+
+/// The plugin's SHA-256, or why it cannot be computed (its file became
+/// unreadable after discovery).
+fn shown_digest(e: &PluginEntry) -> String {
+    e.digest()
+        .map(str::to_owned)
+        .unwrap_or_else(|why| format!("unknown ({why})"))
+}
+
+fn short_digest(e: &PluginEntry) -> String {
+    let d = shown_digest(e);
+    d.chars().take(12).collect()
 }
