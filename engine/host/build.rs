@@ -110,15 +110,34 @@ fn main() {
     for f in &files {
         assert!(f.is_file(), "the plugins build did not produce {}", f.display());
     }
-    write_bundled(&bundled_rs, &files);
+    let named: Vec<(String, PathBuf)> = vendors
+        .iter()
+        .zip(files)
+        .map(|(v, f)| (plugin_name(&plugins.join(v).join("rota-plugin.json")), f))
+        .collect();
+    write_bundled(&bundled_rs, &named);
 }
 
-/// `pub static BUNDLED: &[Bundled]`: file name, bytes and SHA-256 of each
+/// The plugin name a manifest declares: its first `"name"` member, which is
+/// the top-level one (a test checks it against the parsed manifest).
+fn plugin_name(manifest: &Path) -> String {
+    let text = std::fs::read_to_string(manifest)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", manifest.display()));
+    let after = text
+        .split_once("\"name\"")
+        .and_then(|(_, rest)| rest.trim_start().strip_prefix(':'))
+        .and_then(|rest| rest.trim_start().strip_prefix('"'))
+        .and_then(|rest| rest.split_once('"'))
+        .map(|(name, _)| name.to_owned());
+    after.unwrap_or_else(|| panic!("{} declares no \"name\"", manifest.display()))
+}
+
+/// `pub static BUNDLED: &[Bundled]`: plugin name, file name, bytes and SHA-256 of each
 /// vendor plugin (hashed here, once, instead of at every start of `rota`).
-fn write_bundled(path: &Path, files: &[PathBuf]) {
+fn write_bundled(path: &Path, files: &[(String, PathBuf)]) {
     use sha2::Digest;
     let mut code = String::from("pub static BUNDLED: &[Bundled] = &[\n");
-    for f in files {
+    for (plugin, f) in files {
         let name = f
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -126,7 +145,7 @@ fn write_bundled(path: &Path, files: &[PathBuf]) {
         let bytes = std::fs::read(f).unwrap_or_else(|e| panic!("cannot read {}: {e}", f.display()));
         let digest = hex::encode(sha2::Sha256::digest(&bytes));
         code.push_str(&format!(
-            "    Bundled {{ file: {name:?}, bytes: include_bytes!({:?}), digest: {digest:?} }},\n",
+            "    Bundled {{ name: {plugin:?}, file: {name:?}, bytes: include_bytes!({:?}), digest: {digest:?} }},\n",
             f.display().to_string()
         ));
     }

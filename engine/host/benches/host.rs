@@ -1,5 +1,5 @@
 //! Plugin host benchmarks: cold compile vs cached load, a run's whole plugin
-//! start, instantiate, a no-op call, and one HTTP call through a plugin vs
+//! start (one file plugin; the bundled ones a Plex reset uses), instantiate, a no-op call, and one HTTP call through a plugin vs
 //! plain reqwest.
 //!
 //! Run: `cargo bench -p rota-host --bench host`
@@ -88,6 +88,24 @@ fn benches(c: &mut Criterion) {
             black_box(fresh)
         })
     });
+    // What `rota run plex-api-key-reset` pays: discovery of the six bundled
+    // plugins (manifests read, digests known from the build) and the cached
+    // load and link of the two the playbook uses.
+    if rota_host::bundled::BUNDLED.len() > 1 {
+        let mut bopts = HostOptions::new(state.path());
+        bopts.bundled = true;
+        let warm = PluginHost::new(&config, bopts.clone()).expect("host");
+        rt.block_on(warm.preload("plex")).expect("preload plex");
+        rt.block_on(warm.preload("demandcaster")).expect("preload demandcaster");
+        g.bench_function("plugin start of a run (6 bundled discovered, plex + demandcaster loaded)", |b| {
+            b.iter_with_large_drop(|| {
+                let fresh = PluginHost::new(&config, bopts.clone()).expect("host");
+                rt.block_on(fresh.preload("plex")).expect("preload");
+                rt.block_on(fresh.preload("demandcaster")).expect("preload");
+                black_box(fresh)
+            })
+        });
+    }
     g.finish();
 
     rt.block_on(host.preload("echo")).expect("preload");

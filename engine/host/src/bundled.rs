@@ -9,6 +9,8 @@
 /// A plugin embedded in this build.
 #[derive(Debug)]
 pub struct Bundled {
+    /// The plugin's name, as its manifest declares it.
+    pub name: &'static str,
     /// The file name it was built as, e.g. `rota_plugin_plex.wasm`.
     pub file: &'static str,
     /// The component.
@@ -29,14 +31,16 @@ mod tests {
     use super::BUNDLED;
 
     /// What discovery skips for a bundled plugin is settled here: its
-    /// recorded digest is the SHA-256 of its bytes, and its manifest passes
+    /// recorded digest is the SHA-256 of its bytes, its recorded name is its
+    /// manifest's, and its manifest passes
     /// the full check a plugin file gets (every JSON Schema compiles).
     #[test]
     fn every_bundled_plugin_has_its_digest_and_a_fully_valid_manifest() {
         for b in BUNDLED {
             assert_eq!(crate::cache::digest(b.bytes), b.digest, "{}", b.file);
-            if let Err(e) = crate::manifest::parse(b.file, b.bytes) {
-                panic!("bundled {}: {e}", b.file);
+            match crate::manifest::parse(b.file, b.bytes) {
+                Ok((manifest, _)) => assert_eq!(manifest.name, b.name, "{}", b.file),
+                Err(e) => panic!("bundled {}: {e}", b.file),
             }
         }
     }

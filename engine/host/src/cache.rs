@@ -1,8 +1,9 @@
 //! The precompiled-component cache.
 //!
 //! Design decision: an entry is trusted only if it carries a keyed BLAKE3
-//! MAC of its name and bytes, made with a random key that only this cache
-//! holds (`<dir>/mac-key`, 0600, in the 0700 directory). Entries are keyed by
+//! MAC of its name and bytes (in `<entry>.mac` beside it), made with a random
+//! key that only this cache holds (`<dir>/mac-key`, 0600, in the 0700
+//! directory). Entries are keyed by
 //! the component's SHA-256 and wasmtime's compatibility hash; one that fails
 //! the MAC (corrupt, written by another installation, renamed from another
 //! plugin's entry) or that wasmtime refuses is recompiled and overwritten,
@@ -14,11 +15,19 @@
 //! not say. Why BLAKE3: it is a MAC in keyed mode and hashes the ~0.5 MB
 //! artifact in about a fifth of SHA-256's time, which was most of a cached
 //! load. The whole file is still read and checked: size/mtime shortcuts would
-//! trust a file that was changed in place, and the checked bytes are the ones
-//! handed to wasmtime (no mmap of a file that could change after the check).
+//! trust a file that was changed in place.
+//!
+//! Why the MAC sits beside the artifact: wasmtime maps an artifact file
+//! straight into memory (`Component::deserialize_file`), where handing it
+//! bytes means copying them into fresh executable pages, half of a cached
+//! load. The check streams the file through a small buffer, then wasmtime
+//! maps the same file. Between the two, only a process of the same user can
+//! change it (the directory is 0700), and such a process can already change
+//! `rota` itself, its config or its memory: the MAC is there for corruption,
+//! half-written entries, and entries copied or renamed from elsewhere.
 
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -81,16 +90,22 @@ impl ArtifactCache {
         self.dir.join(format!("{digest}-{:016x}.cwasm", h.finish()))
     }
 
+    /// Where the MAC of the entry at `entry` is kept.
+    pub fn mac_path(entry: &Path) -> PathBuf {
+        let mut name = entry.file_name().unwrap_or_default().to_owned();
+        name.push(".mac");
+        entry.with_file_name(name)
+    }
+
     /// The component for `bytes` (whose SHA-256 is `digest`), from the cache
     /// or compiled and stored.
     pub fn load(&self, engine: &Engine, digest: &str, bytes: &[u8]) -> wasmtime::Result<(Component, Loaded)> {
         let path = self.entry_path(engine, digest);
-        if let Ok(data) = std::fs::read(&path) {
-            match self.deserialize_checked(engine, &path, &data) {
-                Some(c) => return Ok((c, Loaded::Cached)),
-                None => {
-                    tracing::warn!(path = %path.display(), "corrupt or foreign precompiled plugin artifact, recompiling")
-                }
+        match self.deserialize_checked(engine, &path) {
+            Checked::Loaded(c) => return Ok((c, Loaded::Cached)),
+            Checked::Missing => {}
+            Checked::Refused => {
+                tracing::warn!(path = %path.display(), "corrupt or foreign precompiled plugin artifact, recompiling")
             }
         }
         let component = Component::new(engine, bytes)?;
@@ -102,50 +117,91 @@ impl ArtifactCache {
 
     /// The MAC of an entry: its file name (so an entry cannot be passed off
     /// as another plugin's) and its artifact bytes.
-    fn tag(&self, path: &Path, artifact: &[u8]) -> blake3::Hash {
+    fn hasher(&self, path: &Path) -> blake3::Hasher {
         let name = path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default();
         let mut h = blake3::Hasher::new_keyed(&self.key);
         h.update(DOMAIN);
         h.update(name);
         h.update(b"\0");
-        h.update(artifact);
-        h.finalize()
+        h
     }
 
+    /// The MAC of the file at `path` (streamed through a small buffer).
+    fn tag_of_file(&self, path: &Path) -> std::io::Result<blake3::Hash> {
+        let mut h = self.hasher(path);
+        let mut f = std::fs::File::open(path)?;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => return Ok(h.finalize()),
+                Ok(n) => {
+                    h.update(&buf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes the artifact, then its MAC (each to a temporary file, synced,
+    /// renamed): an artifact without its matching MAC is never loaded.
     fn store(&self, path: &Path, component: &Component) -> wasmtime::Result<()> {
         let artifact = component.serialize()?;
-        let tag = self.tag(path, &artifact);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let mut f = private_file(&tmp)?;
-        f.write_all(tag.as_bytes())?;
-        f.write_all(&artifact)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        let mut h = self.hasher(path);
+        h.update(&artifact);
+        let tag = h.finalize();
+        write_atomically(path, &artifact)?;
+        write_atomically(&Self::mac_path(path), tag.as_bytes())?;
         Ok(())
     }
 
     /// Deserializes an entry whose MAC prefix matches its name and body.
     #[allow(
         unsafe_code,
-        reason = "Component::deserialize trusts its input to be wasmtime's own compiled code. Safe here \
-                  because the input must carry a MAC, keyed by a secret only this cache directory (0700, \
-                  files 0600) holds, over its entry name and bytes: only a rota process that compiled \
-                  the component wrote it. The bytes checked are the bytes deserialized (no re-read), and \
-                  anything that fails the check or that wasmtime rejects is recompiled, never used"
+        reason = "Component::deserialize_file trusts the file to be wasmtime's own compiled code. Safe \
+                  here because the file must match a MAC, keyed by a secret only this cache directory \
+                  (0700, files 0600) holds, over its entry name and bytes: only a rota process that \
+                  compiled the component wrote it. Only the same user can change the file between the \
+                  check and the mapping (see the module's design decision), and anything that fails the \
+                  check or that wasmtime rejects is recompiled, never used"
     )]
-    fn deserialize_checked(&self, engine: &Engine, path: &Path, data: &[u8]) -> Option<Component> {
-        if data.len() < TAG_LEN {
-            return None;
-        }
-        let (tag, artifact) = data.split_at(TAG_LEN);
-        let tag: [u8; TAG_LEN] = tag.try_into().ok()?;
+    fn deserialize_checked(&self, engine: &Engine, path: &Path) -> Checked {
+        let tag = match std::fs::read(Self::mac_path(path)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path.exists() => return Checked::Missing,
+            Err(_) => return Checked::Refused,
+        };
+        let Ok(tag) = <[u8; TAG_LEN]>::try_from(tag.as_slice()) else {
+            return Checked::Refused;
+        };
         // blake3::Hash's equality is constant-time.
-        if blake3::Hash::from_bytes(tag) != self.tag(path, artifact) {
-            return None;
+        match self.tag_of_file(path) {
+            Ok(found) if found == blake3::Hash::from_bytes(tag) => {}
+            _ => return Checked::Refused,
         }
         // SAFETY: see the function's allow reason above.
-        unsafe { Component::deserialize(engine, artifact) }.ok()
+        match unsafe { Component::deserialize_file(engine, path) } {
+            Ok(c) => Checked::Loaded(c),
+            Err(_) => Checked::Refused,
+        }
     }
+}
+
+enum Checked {
+    Loaded(Component),
+    Missing,
+    Refused,
+}
+
+/// Writes `data` to `path` through a synced temporary file and a rename.
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let mut f = private_file(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Opens `path` for writing, created 0600.
@@ -237,7 +293,9 @@ mod tests {
         let (a, b) = (ArtifactCache::open(one.path())?, ArtifactCache::open(two.path())?);
         let digest = digest(&bytes);
         assert_eq!(a.load(&engine, &digest, &bytes)?.1, Loaded::Compiled);
-        std::fs::copy(a.entry_path(&engine, &digest), b.entry_path(&engine, &digest))?;
+        let (from, to) = (a.entry_path(&engine, &digest), b.entry_path(&engine, &digest));
+        std::fs::copy(&from, &to)?;
+        std::fs::copy(ArtifactCache::mac_path(&from), ArtifactCache::mac_path(&to))?;
         assert_eq!(b.load(&engine, &digest, &bytes)?.1, Loaded::Compiled);
         assert_eq!(b.load(&engine, &digest, &bytes)?.1, Loaded::Cached);
         Ok(())
@@ -253,11 +311,43 @@ mod tests {
         let digest = digest(&bytes);
         cache.load(&engine, &digest, &bytes)?;
         let other = "0".repeat(64);
-        std::fs::rename(
-            cache.entry_path(&engine, &digest),
-            cache.entry_path(&engine, &other),
-        )?;
+        let (from, to) = (cache.entry_path(&engine, &digest), cache.entry_path(&engine, &other));
+        std::fs::rename(&from, &to)?;
+        std::fs::rename(ArtifactCache::mac_path(&from), ArtifactCache::mac_path(&to))?;
         assert_eq!(cache.load(&engine, &other, &bytes)?.1, Loaded::Compiled);
+        Ok(())
+    }
+
+    /// An entry whose bytes changed (one flipped bit, or cut short as by a
+    /// crash mid-write) or whose MAC is missing is recompiled, then cached
+    /// again.
+    #[test]
+    fn a_changed_truncated_or_unsigned_entry_is_recompiled() -> TestResult {
+        let (engine, bytes) = component()?;
+        let dir = tempfile::tempdir()?;
+        let cache = ArtifactCache::open(dir.path())?;
+        let digest = digest(&bytes);
+        assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Compiled);
+        let path = cache.entry_path(&engine, &digest);
+        let damage: [&dyn Fn() -> std::io::Result<()>; 3] = [
+            &|| {
+                let mut data = std::fs::read(&path)?;
+                let mid = data.len() / 2;
+                data[mid] ^= 1;
+                std::fs::write(&path, data)
+            },
+            &|| {
+                let data = std::fs::read(&path)?;
+                std::fs::write(&path, &data[..data.len() / 2])
+            },
+            &|| std::fs::remove_file(ArtifactCache::mac_path(&path)),
+        ];
+        for d in damage {
+            assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Cached);
+            d()?;
+            assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Compiled);
+        }
+        assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Cached);
         Ok(())
     }
 

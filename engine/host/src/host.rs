@@ -136,10 +136,56 @@ struct Inner {
     engine: Engine,
     linker: Linker<State>,
     cache: ArtifactCache,
-    plugins: BTreeMap<String, Arc<PluginEntry>>,
+    plugins: BTreeMap<String, Slot>,
     broken: Vec<BrokenPlugin>,
     resolver: Arc<dyn Resolver>,
     target_name: Option<String>,
+}
+
+/// A discovered plugin. A file's entry is read at discovery (so a broken
+/// file is reported at once); a bundled plugin's manifest is parsed on first
+/// use, so a run pays for the plugins it uses, not for every one this build
+/// carries (its name and digest come from the build, and a test parses every
+/// bundled manifest in full).
+struct Slot {
+    entry: OnceLock<Option<Arc<PluginEntry>>>,
+    lazy: Option<LazyBundled>,
+}
+
+struct LazyBundled {
+    path: PathBuf,
+    bundled: &'static Bundled,
+    target: Option<TargetConfig>,
+}
+
+impl Slot {
+    fn read(entry: PluginEntry) -> Self {
+        Self {
+            entry: OnceLock::from(Some(Arc::new(entry))),
+            lazy: None,
+        }
+    }
+
+    fn get(&self) -> Option<&Arc<PluginEntry>> {
+        self.entry
+            .get_or_init(|| {
+                let lazy = self.lazy.as_ref()?;
+                match bundled_entry(&lazy.path, lazy.bundled, lazy.target.clone()) {
+                    Ok(e) => Some(Arc::new(e)),
+                    Err(e) => {
+                        tracing::error!(path = %lazy.path.display(), error = %e, "bundled plugin not loaded");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+}
+
+impl Inner {
+    fn entry(&self, name: &str) -> Option<&Arc<PluginEntry>> {
+        self.plugins.get(name)?.get()
+    }
 }
 
 /// The plugin host. Cheap to clone; implements [`ActionCatalog`] and
@@ -241,17 +287,8 @@ impl PluginHost {
         } else {
             &[]
         };
-        let bundled = embedded
-            .iter()
-            .map(|b| (PathBuf::from(format!("bundled:{}", b.file)), Some(b)));
-        for (path, bundled) in files.into_iter().map(|p| (p, None)).chain(bundled) {
-            let read = match bundled {
-                Some(b) => bundled_entry(&path, b, config, opts.target.as_deref()),
-                None => read_entry(&path, config, opts.target.as_deref()),
-            };
-            match read {
-                // An operator's copy of a first-party plugin replaces the bundled one.
-                Ok(entry) if entry.bundled.is_some() && plugins.contains_key(&entry.manifest.name) => {}
+        for path in files {
+            match read_entry(&path, config, opts.target.as_deref()) {
                 Ok(entry) => {
                     if plugins.contains_key(&entry.manifest.name) {
                         broken.push(BrokenPlugin {
@@ -263,7 +300,7 @@ impl PluginHost {
                         });
                         continue;
                     }
-                    plugins.insert(entry.manifest.name.clone(), Arc::new(entry));
+                    plugins.insert(entry.manifest.name.clone(), Slot::read(entry));
                 }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "plugin not loaded");
@@ -273,6 +310,17 @@ impl PluginHost {
                     });
                 }
             }
+        }
+        // An operator's copy of a first-party plugin replaces the bundled one.
+        for b in embedded {
+            plugins.entry(b.name.to_owned()).or_insert_with(|| Slot {
+                entry: OnceLock::new(),
+                lazy: Some(LazyBundled {
+                    path: PathBuf::from(format!("bundled:{}", b.file)),
+                    bundled: b,
+                    target: config.target(b.name, opts.target.as_deref()).cloned(),
+                }),
+            });
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -302,11 +350,11 @@ impl PluginHost {
     }
 
     pub fn plugin(&self, name: &str) -> Option<&PluginEntry> {
-        self.inner.plugins.get(name).map(|p| &**p)
+        self.inner.entry(name).map(|p| &**p)
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &PluginEntry> {
-        self.inner.plugins.values().map(|p| &**p)
+        self.inner.plugins.values().filter_map(|s| s.get()).map(|p| &**p)
     }
 
     pub fn broken(&self) -> &[BrokenPlugin] {
@@ -325,8 +373,7 @@ impl PluginHost {
     pub async fn preload(&self, name: &str) -> Result<(), HostError> {
         let entry = self
             .inner
-            .plugins
-            .get(name)
+            .entry(name)
             .cloned()
             .ok_or_else(|| HostError::NoSuchPlugin(name.to_owned()))?;
         self.ready(&entry).await.map(|_| ())
@@ -351,8 +398,7 @@ impl PluginHost {
     pub async fn instantiate_only(&self, name: &str) -> Result<(), HostError> {
         let entry = self
             .inner
-            .plugins
-            .get(name)
+            .entry(name)
             .cloned()
             .ok_or_else(|| HostError::NoSuchPlugin(name.to_owned()))?;
         let ready = self.ready(&entry).await?;
@@ -399,7 +445,8 @@ fn read_entry(path: &Path, config: &Config, target: Option<&str>) -> Result<Plug
         reason: e.to_string(),
     })?;
     let (manifest, abi) = manifest::parse(&path.display().to_string(), &bytes)?;
-    Ok(entry_from(path, manifest, abi, Some(bytes), None, config, target))
+    let target = config.target(&manifest.name, target).cloned();
+    Ok(entry_from(path, manifest, abi, Some(bytes), None, target))
 }
 
 /// A bundled plugin: its digest comes from the build, and its schemas are
@@ -408,11 +455,10 @@ fn read_entry(path: &Path, config: &Config, target: Option<&str>) -> Result<Plug
 fn bundled_entry(
     path: &Path,
     bundled: &'static Bundled,
-    config: &Config,
-    target: Option<&str>,
+    target: Option<TargetConfig>,
 ) -> Result<PluginEntry, HostError> {
     let (manifest, abi) = manifest::parse_bundled(&path.display().to_string(), bundled.bytes)?;
-    let entry = entry_from(path, manifest, abi, None, Some(bundled), config, target);
+    let entry = entry_from(path, manifest, abi, None, Some(bundled), target);
     let _ = entry.digest.set(bundled.digest.to_owned());
     Ok(entry)
 }
@@ -423,10 +469,8 @@ fn entry_from(
     abi: String,
     bytes: Option<Vec<u8>>,
     bundled: Option<&'static Bundled>,
-    config: &Config,
-    target: Option<&str>,
+    target: Option<TargetConfig>,
 ) -> PluginEntry {
-    let target = config.target(&manifest.name, target).cloned();
     let mut validators = BTreeMap::new();
     let mut secret_fields = BTreeMap::new();
     for a in &manifest.actions {
@@ -587,7 +631,7 @@ impl ActionCatalog for PluginHost {
     }
 
     fn lookup(&self, plugin: &str, action: &str) -> Option<ActionSpec> {
-        let entry = self.inner.plugins.get(plugin)?;
+        let entry = self.inner.entry(plugin)?;
         entry.manifest.action(action).map(|a| entry.manifest.spec(a))
     }
 
@@ -596,8 +640,7 @@ impl ActionCatalog for PluginHost {
             Basis::Documented => true,
             Basis::Modeled => self
                 .inner
-                .plugins
-                .get(&spec.plugin)
+                .entry(&spec.plugin)
                 .is_some_and(|e| e.modeled_enabled()),
         }
     }
@@ -731,7 +774,7 @@ fn mib(bytes: usize) -> String {
 
 impl PluginHost {
     async fn invoke_inner(&self, call: ActionCall) -> Result<Value, ActionError> {
-        let Some(entry) = self.inner.plugins.get(&call.plugin).cloned() else {
+        let Some(entry) = self.inner.entry(&call.plugin).cloned() else {
             let known = self.inner.plugins.keys().cloned().collect::<Vec<_>>().join(", ");
             return Err(ActionError::Internal(format!(
                 "no plugin named {:?} is installed (installed: {})",
