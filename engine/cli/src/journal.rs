@@ -12,6 +12,7 @@ use rota_core::event::{Outcome, StepStatus};
 use rota_core::journal::{At, IntentRecord, Journal, JournalError};
 use rota_core::reconcile::{Reconciled, Revoked};
 use rota_state::{
+    Durability,
     Intent, Iteration, LockWait, RunOutcome, RunStart, State, StateError, StepEnd, StepKey, StepOutcome,
 };
 use serde_json::Value;
@@ -103,7 +104,14 @@ impl Journal for StateJournal {
             snapshot: record.snapshot.cloned(),
             revokes: record.revokes.map(str::to_owned),
         };
-        self.state.intent(run_id, &key(at), &intent).map_err(write)
+        let durability = if record.repeatable {
+            Durability::Ordered
+        } else {
+            Durability::Synced
+        };
+        self.state
+            .intent_with(run_id, &key(at), &intent, durability)
+            .map_err(write)
     }
 
     fn reconciled(&self, run_id: &str, at: At<'_>, record: &Reconciled) -> Result<(), JournalError> {

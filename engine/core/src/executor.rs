@@ -1188,6 +1188,7 @@ impl Run<'_> {
                 idempotency_key: &idempotency_key,
                 snapshot: snapshot.as_ref(),
                 revokes: None,
+                repeatable: spec.resume == ResumePolicy::Repeat && spec.captures.is_empty(),
             };
             self.ex
                 .journal

@@ -32,6 +32,10 @@ pub struct IntentRecord<'a> {
     /// Set when the call revokes this vendor key ID, an orphan of the call
     /// named by `idempotency_key`, rather than being that call itself.
     pub revokes: Option<&'a str>,
+    /// Repeating the call is harmless (`resume: repeat`, no capture, not a
+    /// revoke): its intent need not reach the disk before the call, since
+    /// losing it to an OS crash only means a resume repeats the call.
+    pub repeatable: bool,
 }
 
 pub trait Journal: Send + Sync {

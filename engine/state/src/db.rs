@@ -5,6 +5,17 @@
 //! the busy timeout) instead of failing on a read-to-write upgrade; WAL with
 //! `synchronous=FULL` makes each commit durable across an OS crash before the
 //! call returns. Migrations are an append-only list indexed by `user_version`.
+//!
+//! Design decision: not every record needs its own fsync. A write is
+//! [`Durability::Synced`] (the default: secrets, locks, intents of calls that
+//! cannot simply be repeated, a run's end) or [`Durability::Ordered`]
+//! (committed with `synchronous=NORMAL`: a step's start and end, the intent of
+//! a call that is harmless to repeat). Both are atomic and survive the
+//! process being killed at any point. After an OS crash or power loss, WAL
+//! replays a prefix of the commits that includes every synced one: at most the
+//! ordered records after the last synced commit are lost, and that is exactly
+//! what a resume handles (a step not recorded as finished is reconciled or
+//! repeated). The next synced commit makes everything before it durable.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -14,6 +25,15 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::StateError;
 use crate::fsutil;
+
+/// Whether a commit waits for the disk (see the module's design decision).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Durable across an OS crash before the write returns (one fsync).
+    Synced,
+    /// Atomic and ordered, durable once any later synced commit returns.
+    Ordered,
+}
 
 /// How long a write waits for another process's transaction.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -201,6 +221,15 @@ impl Db {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
+        self.write_with(Durability::Synced, f)
+    }
+
+    /// [`Db::write`] with the given durability.
+    pub(crate) fn write_with<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let run = |conn: &mut Connection| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -208,7 +237,18 @@ impl Db {
             tx.commit()?;
             Ok(out)
         };
-        run(&mut conn).map_err(|e| Self::classify(&self.path, e))
+        if durability == Durability::Synced {
+            return run(&mut conn).map_err(|e| Self::classify(&self.path, e));
+        }
+        conn.execute_batch("PRAGMA synchronous=NORMAL")
+            .map_err(|e| Self::classify(&self.path, e.into()))?;
+        let out = run(&mut conn);
+        // Back to the default whatever happened: a later write must never
+        // be ordered by accident.
+        let restored = conn.execute_batch("PRAGMA synchronous=FULL");
+        let out = out.map_err(|e| Self::classify(&self.path, e))?;
+        restored.map_err(|e| Self::classify(&self.path, e.into()))?;
+        Ok(out)
     }
 
     fn migrate(&self) -> Result<(), StateError> {
@@ -302,6 +342,31 @@ mod tests {
             assert_eq!(busy, BUSY_TIMEOUT.as_millis() as i64);
             Ok(())
         })
+    }
+
+    /// An ordered write commits without the fsync, and the connection is
+    /// back to synced commits after it, also when it failed.
+    #[test]
+    fn an_ordered_write_commits_and_leaves_commits_synced() -> Result<(), StateError> {
+        let dir = tempfile::tempdir().map_err(|e| StateError::io("tempdir", "", e))?;
+        let db = Db::open(dir.path(), &dir.path().join("s.db"))?;
+        let sync = |db: &Db| db.with(|c| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?));
+        let during = db.write_with(Durability::Ordered, |tx| {
+            meta_set(tx, "k", "ordered")?;
+            Ok(tx.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?)
+        })?;
+        assert_eq!(during, 1, "synchronous=NORMAL inside an ordered write");
+        assert_eq!(sync(&db)?, 2, "synchronous=FULL again");
+        let failed: Result<(), StateError> = db.write_with(Durability::Ordered, |tx| {
+            meta_set(tx, "k", "rolled back")?;
+            Err(StateError::Invalid("no".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(sync(&db)?, 2, "synchronous=FULL after a failed ordered write");
+        drop(db);
+        let db = Db::open(dir.path(), &dir.path().join("s.db"))?;
+        assert_eq!(db.with(|c| meta_get(c, "k"))?.as_deref(), Some("ordered"));
+        Ok(())
     }
 
     #[test]

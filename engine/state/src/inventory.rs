@@ -128,7 +128,9 @@ impl State {
     /// Records (inserts or updates) a credential. Audited as `inventory.record`.
     pub fn inventory_record(&self, report: &CredentialReport) -> Result<(), StateError> {
         let at = fmt_time(now());
-        self.db.write(|tx| {
+        // Rebuilt from the vendor by the next run if an OS crash loses it;
+        // the run's synced end makes it durable.
+        self.db.write_with(crate::db::Durability::Ordered, |tx| {
             tx.execute(
                 "INSERT INTO inventory (vendor, account, key_id, created_at, expires_at, consumers, status,
                                         secret, first_seen, last_seen)

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::audit::{self, AuditEvent};
-use crate::db::{fmt_time, now, parse_time};
+use crate::db::{Durability, fmt_time, now, parse_time};
 use crate::process::{Liveness, ProcessId};
 use crate::{State, StateError};
 
@@ -716,7 +716,7 @@ impl State {
 
     /// A step (or iteration) begins its `attempt` (1-based).
     pub fn step_started(&self, run_id: &str, key: &StepKey, attempt: u32) -> Result<(), StateError> {
-        self.db.write(|tx| {
+        self.db.write_with(Durability::Ordered, |tx| {
             ensure_open_run(tx, run_id)?;
             if attempt == 0 {
                 return Err(journal_err(run_id, format!("step {key}: attempts count from 1")));
@@ -733,9 +733,23 @@ impl State {
         })
     }
 
-    /// Records a changing call BEFORE it is made. The step must be in flight.
+    /// Records a changing call BEFORE it is made, synced. The step must be
+    /// in flight.
     pub fn intent(&self, run_id: &str, key: &StepKey, intent: &Intent) -> Result<(), StateError> {
-        self.db.write(|tx| {
+        self.intent_with(run_id, key, intent, Durability::Synced)
+    }
+
+    /// [`State::intent`] with a durability: [`Durability::Synced`] unless
+    /// repeating the call is harmless, when an intent lost to an OS crash
+    /// only means the resume repeats the call.
+    pub fn intent_with(
+        &self,
+        run_id: &str,
+        key: &StepKey,
+        intent: &Intent,
+        durability: Durability,
+    ) -> Result<(), StateError> {
+        self.db.write_with(durability, |tx| {
             ensure_open_run(tx, run_id)?;
             let attempt = in_flight_attempt(tx, run_id, key, || {
                 format!("intent for step {key}, which is not in flight")
@@ -755,16 +769,24 @@ impl State {
     /// A resume settled a call the interrupted run left in flight. The step
     /// must be in flight.
     pub fn reconciled(&self, run_id: &str, key: &StepKey, record: &Reconciled) -> Result<(), StateError> {
-        self.step_event(run_id, key, "reconciled", &serde_json::to_value(record)?)
+        // Lost to an OS crash, the resume decides again from the vendor's state.
+        self.step_event(run_id, key, "reconciled", &serde_json::to_value(record)?, Durability::Ordered)
     }
 
     /// A revoke announced by an intent ended. The step must be in flight.
     pub fn revoked(&self, run_id: &str, key: &StepKey, record: &Revoked) -> Result<(), StateError> {
-        self.step_event(run_id, key, "revoked", &serde_json::to_value(record)?)
+        self.step_event(run_id, key, "revoked", &serde_json::to_value(record)?, Durability::Synced)
     }
 
-    fn step_event(&self, run_id: &str, key: &StepKey, kind: &str, payload: &Value) -> Result<(), StateError> {
-        self.db.write(|tx| {
+    fn step_event(
+        &self,
+        run_id: &str,
+        key: &StepKey,
+        kind: &str,
+        payload: &Value,
+        durability: Durability,
+    ) -> Result<(), StateError> {
+        self.db.write_with(durability, |tx| {
             ensure_open_run(tx, run_id)?;
             let attempt = in_flight_attempt(tx, run_id, key, || {
                 format!("{kind} for step {key}, which is not in flight")
@@ -776,7 +798,9 @@ impl State {
 
     /// A step (or iteration) ends. The step must be in flight.
     pub fn step_finished(&self, run_id: &str, key: &StepKey, end: &StepEnd) -> Result<(), StateError> {
-        self.db.write(|tx| {
+        // Lost to an OS crash, the step is in flight again: the resume
+        // settles it (its captured secret, if any, was committed synced).
+        self.db.write_with(Durability::Ordered, |tx| {
             ensure_open_run(tx, run_id)?;
             let attempt = in_flight_attempt(tx, run_id, key, || {
                 format!("step {key} finished but is not in flight")

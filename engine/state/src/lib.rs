@@ -93,7 +93,7 @@ pub use config::{
     AUDIT_KEY_FILE, DB_FILE, ENV_IDENTITY_FILE, ENV_OPERATOR, ENV_PASSPHRASE_FILE, ENV_STATE_DIR,
     IDENTITY_FILE, IdentityConfig, StateConfig, default_state_dir, resolve_state_dir,
 };
-pub use db::{BUSY_TIMEOUT, SCHEMA_VERSION};
+pub use db::{BUSY_TIMEOUT, Durability, SCHEMA_VERSION};
 pub use error::StateError;
 pub use identity::{create_identity_file, passphrase_unlocks};
 pub use input::{prompt_secret_value, read_secret_value};

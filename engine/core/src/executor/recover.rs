@@ -121,6 +121,7 @@ impl Run<'_> {
             idempotency_key: site.idempotency_key,
             snapshot: None,
             revokes: Some(key_id),
+            repeatable: false,
         };
         self.ex
             .journal
