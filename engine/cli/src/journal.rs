@@ -12,8 +12,8 @@ use rota_core::event::{Outcome, StepStatus};
 use rota_core::journal::{At, IntentRecord, Journal, JournalError};
 use rota_core::reconcile::{Reconciled, Revoked};
 use rota_state::{
-    Durability,
-    Intent, Iteration, LockWait, RunOutcome, RunStart, State, StateError, StepEnd, StepKey, StepOutcome,
+    Durability, Intent, Iteration, LockWait, RunOutcome, RunStart, State, StateError, StepEnd, StepKey,
+    StepOutcome,
 };
 use serde_json::Value;
 

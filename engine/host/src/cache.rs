@@ -311,7 +311,10 @@ mod tests {
         let digest = digest(&bytes);
         cache.load(&engine, &digest, &bytes)?;
         let other = "0".repeat(64);
-        let (from, to) = (cache.entry_path(&engine, &digest), cache.entry_path(&engine, &other));
+        let (from, to) = (
+            cache.entry_path(&engine, &digest),
+            cache.entry_path(&engine, &other),
+        );
         std::fs::rename(&from, &to)?;
         std::fs::rename(ArtifactCache::mac_path(&from), ArtifactCache::mac_path(&to))?;
         assert_eq!(cache.load(&engine, &other, &bytes)?.1, Loaded::Compiled);

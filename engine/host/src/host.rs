@@ -24,6 +24,7 @@ use crate::caps::{HttpPolicy, OriginPattern};
 use crate::config::{Config, Limits, Modeled, TargetConfig};
 use crate::manifest::{self, Manifest, PackageError};
 use crate::net::{PolicyResolver, Resolver, SystemResolver};
+use crate::schema::Schema;
 
 /// How often the engine's epoch advances; the CPU budget's resolution.
 const TICK: Duration = Duration::from_millis(1);
@@ -115,8 +116,8 @@ pub struct PluginEntry {
 
 /// One action's compiled input and output schemas.
 struct Validators {
-    input: jsonschema::Validator,
-    output: jsonschema::Validator,
+    input: Schema,
+    output: Schema,
 }
 
 /// A compiled plugin, linked and ready to instantiate.
@@ -595,7 +596,7 @@ impl PluginEntry {
             return Err(format!("no action {action:?}"));
         };
         let compile = |schema: &Value, what: &str| {
-            jsonschema::validator_for(schema).map_err(|e| format!("the {what} schema does not compile: {e}"))
+            Schema::compile(schema).map_err(|e| format!("the {what} schema does not compile: {e}"))
         };
         cell.get_or_init(|| {
             Ok(Validators {
@@ -919,14 +920,11 @@ impl PluginHost {
         }
         // `is_valid` stops at the first failure without building errors;
         // the error walk runs only to explain a failure.
-        let out_schema = &validators.output;
-        if !out_schema.is_valid(&output)
-            && let Some(err) = out_schema.iter_errors(&output).next()
-        {
+        if let Some(failure) = validators.output.check(&output) {
             return Err(ActionError::BadOutput(format!(
                 "{what}: at {}: {}",
-                pointer_or_root(&err.instance_path.to_string()),
-                err
+                pointer_or_root(&failure.at),
+                failure.message
             )));
         }
         Ok(output)
@@ -975,19 +973,12 @@ fn pointer_or_root(p: &str) -> String {
     }
 }
 
-fn check_input(
-    entry: &PluginEntry,
-    schema: &jsonschema::Validator,
-    action: &str,
-    input: &Value,
-) -> Result<(), String> {
-    if !schema.is_valid(input)
-        && let Some(err) = schema.iter_errors(input).next()
-    {
+fn check_input(entry: &PluginEntry, schema: &Schema, action: &str, input: &Value) -> Result<(), String> {
+    if let Some(failure) = schema.check(input) {
         return Err(format!(
             "input at {}: {}",
-            pointer_or_root(&err.instance_path.to_string()),
-            err
+            pointer_or_root(&failure.at),
+            failure.message
         ));
     }
     for ptr in entry.secret_fields.get(action).into_iter().flatten() {

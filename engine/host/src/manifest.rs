@@ -212,7 +212,11 @@ pub fn parse_bundled(path: &str, bytes: &[u8]) -> Result<(Manifest, String), Pac
     parse_checked(path, bytes, false)
 }
 
-fn parse_checked(path: &str, bytes: &[u8], compile_schemas: bool) -> Result<(Manifest, String), PackageError> {
+fn parse_checked(
+    path: &str,
+    bytes: &[u8],
+    compile_schemas: bool,
+) -> Result<(Manifest, String), PackageError> {
     let sections = read_sections(path, bytes)?;
     let raw = sections.manifest.ok_or_else(|| PackageError::NoManifest {
         path: path.to_owned(),

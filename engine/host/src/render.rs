@@ -287,6 +287,19 @@ pub fn recovery_lines(a: &ActionManifest) -> Vec<String> {
     out
 }
 
+/// The plugin's SHA-256, or why it cannot be computed (its file became
+/// unreadable after discovery).
+fn shown_digest(e: &PluginEntry) -> String {
+    e.digest()
+        .map(str::to_owned)
+        .unwrap_or_else(|why| format!("unknown ({why})"))
+}
+
+fn short_digest(e: &PluginEntry) -> String {
+    let d = shown_digest(e);
+    d.chars().take(12).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,17 +349,4 @@ mod tests {
         );
         assert!(recovery_lines(&action(json!({"read_only": true}))).is_empty());
     }
-}
-
-/// The plugin's SHA-256, or why it cannot be computed (its file became
-/// unreadable after discovery).
-fn shown_digest(e: &PluginEntry) -> String {
-    e.digest()
-        .map(str::to_owned)
-        .unwrap_or_else(|why| format!("unknown ({why})"))
-}
-
-fn short_digest(e: &PluginEntry) -> String {
-    let d = shown_digest(e);
-    d.chars().take(12).collect()
 }

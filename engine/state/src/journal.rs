@@ -524,7 +524,8 @@ fn journal_err(run_id: &str, reason: impl Into<String>) -> StateError {
 /// Fails unless the run exists and has not finished.
 fn ensure_open_run(c: &Connection, run_id: &str) -> Result<(), StateError> {
     let outcome: Option<Option<String>> = c
-        .query_row("SELECT outcome FROM runs WHERE id = ?1", [run_id], |r| r.get(0))
+        .prepare_cached("SELECT outcome FROM runs WHERE id = ?1")?
+        .query_row([run_id], |r| r.get(0))
         .optional()?;
     match outcome {
         None => Err(StateError::UnknownRun(run_id.to_owned())),
@@ -572,22 +573,23 @@ fn in_flight_attempt(
 fn latest_attempt(c: &Connection, run_id: &str, key: &StepKey) -> Result<Option<(u32, bool)>, StateError> {
     let iteration = key.iteration_text();
     let started: Option<(i64, i64)> = c
-        .query_row(
+        .prepare_cached(
             "SELECT seq, attempt FROM journal WHERE run_id = ?1 AND kind = 'step_started'
                AND step_id = ?2 AND iteration IS ?3 ORDER BY seq DESC LIMIT 1",
-            params![run_id, key.step, iteration],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row(params![run_id, key.step, iteration], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     let Some((seq, attempt)) = started else {
         return Ok(None);
     };
-    let finished: i64 = c.query_row(
-        "SELECT COUNT(*) FROM journal WHERE run_id = ?1 AND kind = 'step_finished'
-           AND step_id = ?2 AND iteration IS ?3 AND seq > ?4",
-        params![run_id, key.step, iteration, seq],
-        |r| r.get(0),
-    )?;
+    let finished: i64 = c
+        .prepare_cached(
+            "SELECT COUNT(*) FROM journal WHERE run_id = ?1 AND kind = 'step_finished'
+               AND step_id = ?2 AND iteration IS ?3 AND seq > ?4",
+        )?
+        .query_row(params![run_id, key.step, iteration, seq], |r| r.get(0))?;
     Ok(Some((attempt as u32, finished > 0)))
 }
 
@@ -599,19 +601,19 @@ fn insert_event(
     kind: &str,
     payload: &Value,
 ) -> Result<u64, StateError> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO journal (run_id, at, kind, step_id, iteration, attempt, payload)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            run_id,
-            fmt_time(now()),
-            kind,
-            key.map(|k| k.step.clone()),
-            key.and_then(StepKey::iteration_text),
-            attempt,
-            payload.to_string()
-        ],
-    )?;
+    )?
+    .execute(params![
+        run_id,
+        fmt_time(now()),
+        kind,
+        key.map(|k| k.step.clone()),
+        key.and_then(StepKey::iteration_text),
+        attempt,
+        payload.to_string()
+    ])?;
     Ok(c.last_insert_rowid() as u64)
 }
 
@@ -671,7 +673,9 @@ impl State {
     /// Records a new run (and audits `run.start`). The run belongs to this
     /// process until it finishes or another process resumes it.
     pub fn begin_run(&self, start: &RunStart) -> Result<(), StateError> {
-        self.db.write(|tx| {
+        // Ordered: until the run's first synced write nothing has changed at
+        // a vendor, and that write makes this record durable with it.
+        self.db.write_with(Durability::Ordered, |tx| {
             let exists: i64 =
                 tx.query_row("SELECT COUNT(*) FROM runs WHERE id = ?1", [&start.run_id], |r| {
                     r.get(0)
@@ -770,12 +774,24 @@ impl State {
     /// must be in flight.
     pub fn reconciled(&self, run_id: &str, key: &StepKey, record: &Reconciled) -> Result<(), StateError> {
         // Lost to an OS crash, the resume decides again from the vendor's state.
-        self.step_event(run_id, key, "reconciled", &serde_json::to_value(record)?, Durability::Ordered)
+        self.step_event(
+            run_id,
+            key,
+            "reconciled",
+            &serde_json::to_value(record)?,
+            Durability::Ordered,
+        )
     }
 
     /// A revoke announced by an intent ended. The step must be in flight.
     pub fn revoked(&self, run_id: &str, key: &StepKey, record: &Revoked) -> Result<(), StateError> {
-        self.step_event(run_id, key, "revoked", &serde_json::to_value(record)?, Durability::Synced)
+        self.step_event(
+            run_id,
+            key,
+            "revoked",
+            &serde_json::to_value(record)?,
+            Durability::Synced,
+        )
     }
 
     fn step_event(

@@ -97,7 +97,10 @@ impl State {
     }
 
     fn try_acquire(&self, names: &[&str], run_id: &str) -> Result<Attempt, StateError> {
-        self.db.write(|tx| {
+        // Ordered: other processes see the lock once it commits; it only has
+        // to outlive an OS crash once the run has changed something, and the
+        // run's first synced write (an intent, a secret) makes it durable.
+        self.db.write_with(crate::db::Durability::Ordered, |tx| {
             for name in names {
                 let Some(holder) = holder(tx, name)? else { continue };
                 let process = holder.process();
@@ -146,8 +149,12 @@ impl State {
     /// Releases every lock of `run_id` (at run end, or by `rota runs abort`).
     /// Returns how many were held.
     pub fn release_locks(&self, run_id: &str) -> Result<usize, StateError> {
-        self.db
-            .write(|tx| Ok(tx.execute("DELETE FROM locks WHERE run_id = ?1", [run_id])?))
+        // Ordered: the run's synced end comes first, and a lock row an OS
+        // crash brings back belongs to a dead process, which the next
+        // acquire takes over.
+        self.db.write_with(crate::db::Durability::Ordered, |tx| {
+            Ok(tx.execute("DELETE FROM locks WHERE run_id = ?1", [run_id])?)
+        })
     }
 
     /// Every held lock, by name.

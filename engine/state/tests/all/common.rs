@@ -110,6 +110,15 @@ pub fn raw(state: &State) -> rusqlite::Connection {
     c
 }
 
+/// Moves everything committed in the WAL into the database file (rota's
+/// own connections do not checkpoint on close), for tests that damage the
+/// database file itself.
+pub fn checkpoint(db: &std::path::Path) {
+    rusqlite::Connection::open(db)
+        .and_then(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);"))
+        .expect("checkpoint");
+}
+
 /// Makes the run look as if its process died (a pid that exited).
 pub fn orphan_run(state: &State, run_id: &str) {
     let mut child = std::process::Command::new("true").spawn().expect("spawn true");

@@ -4,7 +4,7 @@
 use rota_core::{Provenance, Secret, SecretStore, StoreError};
 use rota_state::{SqliteStore, State, StateConfig, StateError};
 
-use crate::common::{T, TestResult, raw};
+use crate::common::{T, TestResult, checkpoint, raw};
 
 #[test]
 fn corrupt_ciphertext_fails_that_version_only() -> TestResult {
@@ -121,8 +121,8 @@ fn a_corrupted_database_page_is_reported_and_other_secrets_stay_readable() -> Te
             |r| r.get::<_, Vec<u8>>(0),
         )?;
     }
-    // All connections closed: the WAL is checkpointed into state.db.
     let db_path = config.db_path();
+    checkpoint(&db_path);
     let mut bytes = std::fs::read(&db_path)?;
     let mid = &cipher[cipher.len() / 2..cipher.len() / 2 + 32];
     let at = bytes
@@ -163,6 +163,7 @@ fn a_database_with_a_damaged_header_fails_to_open_naming_the_file() -> TestResul
     let db_path = config.db_path();
     drop(t.store);
     drop(t.state);
+    checkpoint(&db_path);
     let mut bytes = std::fs::read(&db_path)?;
     bytes[..16].copy_from_slice(b"garbage garbage!");
     std::fs::write(&db_path, &bytes)?;
