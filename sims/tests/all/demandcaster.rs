@@ -160,7 +160,11 @@ async fn demandcaster_sign_out_ends_the_session() -> TestResult {
     let before = admin_get(h, "/admin/state").await?;
     let dc = Dc::login(&sims).await?;
     let during = admin_get(h, "/admin/state").await?;
-    assert_eq!(during["state"]["sessions"].as_array().map(Vec::len), Some(1), "{during}");
+    assert_eq!(
+        during["state"]["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{during}"
+    );
     for _ in 0..2 {
         let (st, _) = dc.send(reqwest::Method::DELETE, "/api/session", None).await?;
         assert_eq!(st, StatusCode::NO_CONTENT);
