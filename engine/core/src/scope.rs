@@ -42,6 +42,11 @@ pub struct SecretScope {
     run_id: String,
     bindings: Mutex<BTreeMap<String, Binding>>,
     ephemeral: Mutex<HashMap<String, Secret>>,
+    /// Stored versions already decrypted in this run (a version's value
+    /// never changes): a run injects the same login secret into many
+    /// calls, and each decryption is an X25519 exchange and a database
+    /// read. Every value here is also in `seen`, held for the run anyway.
+    decrypted: Mutex<HashMap<SecretRef, Secret>>,
     seen: Mutex<Vec<Secret>>,
     /// Durable captures of this run by the call that made them (idempotency
     /// key): handle and vendor key ID, oldest first.
@@ -70,6 +75,7 @@ impl SecretScope {
             run_id: run_id.into(),
             bindings: Mutex::new(BTreeMap::new()),
             ephemeral: Mutex::new(HashMap::new()),
+            decrypted: Mutex::new(HashMap::new()),
             seen: Mutex::new(Vec::new()),
             captured: Mutex::new(BTreeMap::new()),
         }
@@ -137,8 +143,12 @@ impl SecretScope {
                 .get(&handle.name)
                 .cloned()
                 .ok_or_else(|| SecretAccessError::Unknown(handle.clone()))?
+        } else if let Some(v) = lock(&self.decrypted).get(handle) {
+            return Ok(v.clone());
         } else {
-            self.store.get(handle)?
+            let v = self.store.get(handle)?;
+            lock(&self.decrypted).insert(handle.clone(), v.clone());
+            v
         };
         self.remember(&value);
         Ok(value)

@@ -10,12 +10,13 @@
 //!   becomes the handle again; a marker inside other text is an error, so a
 //!   secret can never be spliced into a string, even a handle reference.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use handlebars::template::{Parameter, TemplateElement};
 use handlebars::{
-    Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason, ScopedJson,
-    Template,
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason, Renderable,
+    ScopedJson, StringOutput, Template,
 };
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -68,6 +69,22 @@ pub const ROOTS: [&str; 4] = ["inputs", "steps", "item", "run"];
 /// The template engine: one per process, cheap to share.
 pub struct Templates {
     hb: Handlebars<'static>,
+}
+
+/// `s` compiled, from a process-wide cache by source: validation analyzes
+/// every template of a playbook, and a run renders the same few dozen
+/// strings (each step's `with`, `describe`, `if`) again and again, for every
+/// `for_each` item and `--matrix` entry. The cache holds template sources
+/// (playbook text), never rendered values.
+fn compiled(s: &str) -> Result<Arc<Template>, TemplateError> {
+    static CACHE: LazyLock<Mutex<HashMap<String, Arc<Template>>>> = LazyLock::new(Default::default);
+    let lock = || CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = lock().get(s) {
+        return Ok(t.clone());
+    }
+    let t = Arc::new(Template::compile(s).map_err(|e| TemplateError::Syntax(syntax_message(&e)))?);
+    lock().insert(s.to_owned(), t.clone());
+    Ok(t)
 }
 
 impl std::fmt::Debug for Templates {
@@ -315,8 +332,8 @@ impl Templates {
         if !Self::is_template(s) {
             return Ok(Value::String(s.to_owned()));
         }
-        let compiled = Self::compile(s)?;
-        let ctx = encode_markers(ctx);
+        let compiled = compiled(s)?;
+        let ctx = Context::from(encode_markers(ctx));
         if let Some(expr) = single_expression(s, &compiled) {
             let wrapped = if self.is_helper_call(&compiled) {
                 format!("{{{{json ({expr})}}}}")
@@ -398,8 +415,14 @@ impl Templates {
         }
     }
 
-    fn render_raw(&self, s: &str, ctx: &Value) -> Result<String, TemplateError> {
-        self.hb.render_template(s, ctx).map_err(|e| from_render_error(&e))
+    fn render_raw(&self, s: &str, ctx: &Context) -> Result<String, TemplateError> {
+        let template = compiled(s)?;
+        let mut rc = RenderContext::new(None);
+        let mut out = StringOutput::new();
+        template
+            .render(&self.hb, ctx, &mut rc, &mut out)
+            .map_err(|e| from_render_error(&e))?;
+        out.into_string().map_err(|e| TemplateError::Other(e.to_string()))
     }
 }
 
@@ -514,7 +537,7 @@ pub fn analyze(
     if !Templates::is_template(s) {
         return Ok((Vec::new(), Vec::new()));
     }
-    let t = Templates::compile(s)?;
+    let t = compiled(s)?;
     let whole = single_expression(s, &t).is_some();
     let mut refs = Vec::new();
     let mut helpers = Vec::new();

@@ -63,8 +63,17 @@ struct Checker<'a> {
     out: Vec<Diagnostic>,
 }
 
-fn ident_re() -> Option<Regex> {
-    Regex::new("^[a-z][a-z0-9_]*$").ok()
+/// Whether `p` is a valid pattern: parsed, not compiled (compiling every
+/// pattern of a playbook was a quarter of `rota validate`); the value is
+/// matched with a compiled `regex` when it is checked.
+fn check_pattern(p: &str) -> Result<(), regex_syntax::Error> {
+    regex_syntax::Parser::new().parse(p).map(|_| ())
+}
+
+fn ident_re() -> Option<&'static Regex> {
+    static RE: std::sync::LazyLock<Option<Regex>> =
+        std::sync::LazyLock::new(|| Regex::new("^[a-z][a-z0-9_]*$").ok());
+    RE.as_ref()
 }
 
 /// Checks a parsed playbook; returns every problem found, in source order.
@@ -119,9 +128,9 @@ impl<'a> Checker<'a> {
     }
 
     fn check_header(&mut self) {
-        let ok = Regex::new("^[a-z0-9][a-z0-9-]*$")
-            .ok()
-            .is_some_and(|re| re.is_match(&self.playbook.name));
+        static NAME: std::sync::LazyLock<Option<Regex>> =
+            std::sync::LazyLock::new(|| Regex::new("^[a-z0-9][a-z0-9-]*$").ok());
+        let ok = NAME.as_ref().is_some_and(|re| re.is_match(&self.playbook.name));
         if !ok {
             let pos = self.at("name");
             self.err(
@@ -203,7 +212,7 @@ impl<'a> Checker<'a> {
             if input.kind != InputType::String {
                 let pos = self.key_at(&ppath);
                 self.err(ErrorKind::InvalidValue, pos, misplaced("pattern", "string"));
-            } else if let Err(e) = Regex::new(pattern) {
+            } else if let Err(e) = check_pattern(pattern) {
                 let pos = self.at(&ppath);
                 self.err(
                     ErrorKind::InvalidValue,
@@ -1040,7 +1049,7 @@ impl<'a> Checker<'a> {
                 _ => {}
             }
             if let Some(p) = &out.pattern
-                && let Err(e) = Regex::new(p)
+                && let Err(e) = check_pattern(p)
             {
                 let pos = self.at(&format!("{opath}.pattern"));
                 self.err(

@@ -21,10 +21,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::StateError;
 use crate::fsutil;
+
+/// Rolls back the open transaction when dropped (a write that failed or
+/// panicked); forgotten once the transaction committed.
+struct Rollback<'a>(&'a Connection);
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        if !self.0.is_autocommit() {
+            let _ = self.0.execute_batch("ROLLBACK");
+        }
+    }
+}
 
 /// Whether a commit waits for the disk (see the module's design decision).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,7 +237,7 @@ impl Db {
     /// only if it returns `Ok`.
     pub(crate) fn write<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StateError>,
+        f: impl FnOnce(&Connection) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
         self.write_with(Durability::Synced, f)
     }
@@ -234,13 +246,18 @@ impl Db {
     pub(crate) fn write_with<T>(
         &self,
         durability: Durability,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StateError>,
+        f: impl FnOnce(&Connection) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let run = |conn: &mut Connection| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
+        // BEGIN and COMMIT as cached statements (rusqlite's Transaction
+        // parses both for every write); the guard rolls back on an error or
+        // a panic, as Transaction's drop does.
+        let run = |conn: &mut Connection| -> Result<T, StateError> {
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            let guard = Rollback(conn);
+            let out = f(guard.0)?;
+            guard.0.prepare_cached("COMMIT")?.execute([])?;
+            std::mem::forget(guard);
             Ok(out)
         };
         if durability == Durability::Synced {
