@@ -43,7 +43,15 @@
 //!   (kinds: `status`+`status`, `rate_limit`+`retry_after_secs`,
 //!   `latency`+`ms`, `drop`, `truncate`; path segments `*`/`{x}`, final
 //!   `**`). Faults never apply to the admin API.
-//! - `POST /admin/reset` `{"seed":N}?`: fixtures again (optionally re-seeded).
+//! - `POST /admin/reset` `{"seed":N}?`: fixtures again (optionally re-seeded);
+//!   the request log is kept.
+//! - `GET /admin/requests`: `{"system","requests":[{"seq","method","path",
+//!   "query":[[k,v]…],"body":"sha256:<16 hex>"|null,"status"}…]}`, every
+//!   vendor-API request served since the last `DELETE /admin/requests`, in
+//!   order; `seq` orders requests across all systems. Headers are never
+//!   logged and a body only as a digest of its canonical form (JSON keys
+//!   sorted, form pairs sorted), so two clients making the same calls log
+//!   the same entries whatever their serializer.
 //! - `POST /admin/tick`: one round of background work now: SOAR App Host
 //!   logins, DemandCaster's sync with Plex, every consumer's call; a no-op
 //!   for the others.
@@ -136,6 +144,7 @@ mod demandcaster;
 mod fault;
 mod plex;
 mod plytix;
+mod requests;
 mod server;
 mod sim;
 mod soar;
@@ -152,6 +161,7 @@ use tokio::task::JoinHandle;
 pub use constellix::security_token as constellix_token;
 pub use consumers::Credential;
 pub use fault::{FaultEvent, FaultKind, FaultRule, FaultSettings};
+pub use requests::LoggedRequest;
 pub use sim::SimHandle;
 
 /// The simulated systems.
@@ -258,6 +268,7 @@ impl Sims {
     /// Starts every system on the current tokio runtime.
     pub async fn start(config: SimsConfig) -> Result<Sims, SimsError> {
         let config = Arc::new(config);
+        let requests_seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (tx, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let ctx = || sim::Ctx {
@@ -265,6 +276,7 @@ impl Sims {
             scale: clock::TimeScale(config.time_scale),
             seed: Arc::new(std::sync::atomic::AtomicU64::new(config.seed)),
             config: config.clone(),
+            requests_seq: requests_seq.clone(),
         };
         let (plex, plex_sim) = plex::start(ctx(), &rx, &mut tasks)
             .await
