@@ -112,7 +112,9 @@
 //!   stale secret). App Secrets are named after their account, except
 //!   fn_misp's `soar_api_key_secret` (only its app.config's `api_key_id`
 //!   ties it to account 12). Apps log in from App Host IP 10.0.0.5.
-//! - Constellix: users `101` alice (account admin, two keys `1001` never
+//! - Constellix (with [`SimsConfig::constellix_bench_users`] N, also N users
+//!   `bench-0001@…` each with one never-expiring key, for the scale
+//!   benchmark): users `101` alice (account admin, two keys `1001` never
 //!   expires and `1002` 10 months), `102` bob (one key `1003` expiring in 20
 //!   days, held by consumer `constellix-dns-sync`), `103` carol (no key).
 //!
@@ -227,6 +229,10 @@ pub struct SimsConfig {
     /// If set, background work (SOAR app host, DemandCaster sync, consumers)
     /// runs every this many milliseconds; otherwise only on `POST /admin/tick`.
     pub background_interval_ms: Option<u64>,
+    /// Extra Constellix users for the scale benchmark, each an independent
+    /// target with one never-expiring key: `bench-0001@acme-dns.example`, …
+    /// (user ids 200001…). Default 0.
+    pub constellix_bench_users: u32,
 }
 
 impl Default for SimsConfig {
@@ -242,6 +248,7 @@ impl Default for SimsConfig {
             plytix_requests_per_10s: 20,
             plytix_requests_per_hour: 2000,
             background_interval_ms: None,
+            constellix_bench_users: 0,
         }
     }
 }
