@@ -818,21 +818,7 @@ fn same_calls(who: &str, reference: &[String], got: &[String], ordered: bool) ->
         if reference == got {
             return Ok(());
         }
-        let mut diff = String::new();
-        let n = reference.len().max(got.len());
-        for i in 0..n {
-            match (reference.get(i), got.get(i)) {
-                (Some(a), Some(b)) if a == b => diff.push_str(&format!("    {a}\n")),
-                (a, b) => {
-                    if let Some(a) = a {
-                        diff.push_str(&format!("  - {a}\n"));
-                    }
-                    if let Some(b) = b {
-                        diff.push_str(&format!("  + {b}\n"));
-                    }
-                }
-            }
-        }
+        let diff = lcs_diff(reference, got);
         return Err(format!(
             "{who} did not make the same calls as rota, in the same order (- rota, + {who}):\n{diff}"
         ));
@@ -856,6 +842,37 @@ fn same_calls(who: &str, reference: &[String], got: &[String], ordered: bool) ->
         }
     }
     Err(format!("{who} did not make the same calls as rota (as a multiset):\n{diff}"))
+}
+
+/// A line diff by longest common subsequence: `  ` both, `- ` only in
+/// `a`, `+ ` only in `b`.
+fn lcs_diff(a: &[String], b: &[String]) -> String {
+    let (n, m) = (a.len(), b.len());
+    let mut t = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            t[i][j] = if a[i] == b[j] {
+                t[i + 1][j + 1] + 1
+            } else {
+                t[i + 1][j].max(t[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            out.push_str(&format!("    {}\n", a[i]));
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || t[i][j + 1] >= t[i + 1][j]) {
+            out.push_str(&format!("  + {}\n", b[j]));
+            j += 1;
+        } else {
+            out.push_str(&format!("  - {}\n", a[i]));
+            i += 1;
+        }
+    }
+    out
 }
 
 /// The samples of one contender in one table row.
@@ -905,7 +922,11 @@ fn bench_single(env: &Env, sims: &Sims, p: &Procedure, opts: &Opts) -> Result<Ve
                     c.arg(dir.join("job.json"));
                     c
                 }
-                Contender::Ansible => env.ansible_cmd(&p.name, &dir),
+                Contender::Ansible => {
+                    let mut c = env.ansible_cmd(&p.name, &dir);
+                    c.args(["-i", "localhost,"]);
+                    c
+                }
             };
             let (sample, ok, out) = env.measure(who, &mut cmd, &dir)?;
             if !ok {

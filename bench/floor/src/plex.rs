@@ -111,6 +111,9 @@ pub async fn reset(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Result<()>
             .await?;
     }
 
+    // rota reads the grid before adding (what it reconciles with after a
+    // crash): the same call here.
+    portal.grid(&client_id, "reading the grid before adding").await?;
     let created = expect(
         portal
             .call(
