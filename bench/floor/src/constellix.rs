@@ -112,6 +112,9 @@ pub async fn rollover(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Result<
         .filter_map(|c| c["id"].as_str().map(str::to_owned))
         .collect();
 
+    // rota lists the keys before generating (what it reconciles with
+    // after a crash): the same call here.
+    keys(ctx, old).await?;
     let created = signed(
         ctx,
         reqwest::Method::POST,
