@@ -1,6 +1,7 @@
 """Helpers the bench's Ansible playbooks need and Jinja lacks: the
-Constellix request signature (HMAC-SHA1) and the Plex secrets-grid pick
-(dates with seven fractional digits, which strptime cannot read)."""
+Constellix request signature (HMAC-SHA1), the Plex secrets-grid pick
+(dates with seven fractional digits, which strptime cannot read) and
+SOAR's app.config (an INI text inside the app's JSON)."""
 
 import base64
 import hashlib
@@ -38,6 +39,33 @@ def plex_pick(grid, retire_within_days):
     }
 
 
+def soar_config(app):
+    """api_key_id and the App Secret named by api_key_secret in the
+    [resilient] section of an app's app.config (None where absent)."""
+    text = "\n".join(
+        e.get("config_string", "") for e in app["current_installation"].get("executables", [])
+    )
+    section, key_id, secret = None, None, None
+    for line in (l.strip() for l in text.splitlines()):
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+            continue
+        if section not in (None, "resilient") or "=" not in line:
+            continue
+        k, v = (x.strip() for x in line.split("=", 1))
+        if k == "api_key_id" and not v.startswith(("$", "^")):
+            key_id = v
+        elif k == "api_key_secret" and v.startswith("$"):
+            secret = v[1:].strip("{}")
+    return {"api_key_id": key_id, "secret": secret}
+
+
 class FilterModule(object):
     def filters(self):
-        return {"constellix_token": constellix_token, "plex_pick": plex_pick}
+        return {
+            "constellix_token": constellix_token,
+            "plex_pick": plex_pick,
+            "soar_config": soar_config,
+        }
