@@ -60,11 +60,12 @@ struct Opts {
     procedures: Vec<String>,
     parts: Vec<String>,
     release: bool,
+    profile: bool,
 }
 
 const USAGE: &str = "usage: cargo xtask bench e2e [--smoke] [--runs K] [--warmup W] \
 [--scale 1,10,100,1000] [--scale-runs K] [--concurrency C] [--ansible-max-n N] \
-[--procedures a,b] [--only single,scale,cold] [--debug]";
+[--procedures a,b] [--only single,scale,cold] [--debug] [--profile]";
 
 fn parse(args: &[String]) -> Result<Opts> {
     let mut o = Opts {
@@ -78,6 +79,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         procedures: PROCEDURES.iter().map(|s| (*s).to_owned()).collect(),
         parts: vec!["single".into(), "scale".into(), "cold".into()],
         release: true,
+        profile: false,
     };
     let mut it = args.iter();
     let num = |v: Option<&String>, flag: &str| -> Result<usize> {
@@ -130,6 +132,7 @@ fn parse(args: &[String]) -> Result<Opts> {
                 }
             }
             "--debug" => o.release = false,
+            "--profile" => o.profile = true,
             "--release" => o.release = true,
             _ => return Err(format!("unknown argument {a:?}\n{USAGE}")),
         }
@@ -199,6 +202,11 @@ pub fn e2e(root: &Path, args: &[String]) -> Result<()> {
             let rows = bench_single(&env, &sims, p, &opts)?;
             report.single.push((p.name.clone(), rows));
         }
+    }
+    if opts.profile
+        && let Some(first) = procs.first()
+    {
+        profile(&env, &sims, first)?;
     }
     if opts.parts.iter().any(|p| p == "scale") {
         for &n in &opts.scale {
@@ -1082,6 +1090,64 @@ fn bench_scale(env: &Env, sims: &Sims, users: &[BenchUser], opts: &Opts) -> Resu
         );
     }
     Ok(rows)
+}
+
+/// One rota run of `p` under `perf record --call-graph dwarf` (on-CPU samples) and one
+/// under `strace -f -c -w` (wall time per syscall, so the time rota waits
+/// shows too), into `target/bench/`.
+fn profile(env: &Env, sims: &Sims, p: &Procedure) -> Result<()> {
+    let dir = env.prepare(p)?;
+    let out = env.root.join("target/bench");
+    for (tool, args) in [
+        (
+            "perf",
+            vec![
+                "record".to_owned(),
+                "-F".to_owned(),
+                "10000".to_owned(),
+                "--call-graph".to_owned(),
+                "dwarf,32768".to_owned(),
+                "-o".to_owned(),
+                out.join(format!("perf-{}.data", p.name)).display().to_string(),
+                "--".to_owned(),
+            ],
+        ),
+        (
+            "strace",
+            vec![
+                "-f".to_owned(),
+                "-c".to_owned(),
+                "-w".to_owned(),
+                "-o".to_owned(),
+                out.join(format!("strace-{}.txt", p.name)).display().to_string(),
+                "--".to_owned(),
+            ],
+        ),
+    ] {
+        let Some(bin) = which(tool) else {
+            return Err(format!("--profile needs {tool} (Debian: apt-get install linux-perf strace)"));
+        };
+        sims.reset()?;
+        let state = env.fresh_state(true)?;
+        let rota = env.rota_single(p, &dir, &state);
+        let mut cmd = Command::new(bin);
+        cmd.args(&args)
+            .arg(rota.get_program())
+            .args(rota.get_args())
+            .current_dir(&env.root);
+        for (k, v) in rota.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let (_, ok, text) = env.measure(Contender::Rota, &mut cmd, &dir)?;
+        if !ok {
+            return Err(format!("{tool} on rota run {} failed:\n{text}", p.name));
+        }
+        eprintln!("bench: {tool} profile of rota run {} written to {}", p.name, out.display());
+    }
+    Ok(())
 }
 
 struct Cold {
