@@ -146,6 +146,8 @@ fn parse(args: &[String]) -> Result<Opts> {
 /// The entry point: `cargo xtask bench e2e ...`.
 pub fn e2e(root: &Path, args: &[String]) -> Result<()> {
     let opts = parse(args)?;
+    let root = &fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let saved = root.join("target/bench/report.md");
     let started = Instant::now();
     let load_before = loadavg();
     let bins = build(root, opts.release)?;
@@ -201,6 +203,8 @@ pub fn e2e(root: &Path, args: &[String]) -> Result<()> {
             eprintln!("bench: {}", p.name);
             let rows = bench_single(&env, &sims, p, &opts)?;
             report.single.push((p.name.clone(), rows));
+            // Saved as it goes: a failure later keeps what was measured.
+            write(&saved, &report.render())?;
         }
     }
     if opts.profile
@@ -211,8 +215,10 @@ pub fn e2e(root: &Path, args: &[String]) -> Result<()> {
     if opts.parts.iter().any(|p| p == "scale") {
         for &n in &opts.scale {
             eprintln!("bench: scale N={n}");
-            let rows = bench_scale(&env, &sims, &scale_users[..n], &opts)?;
+            let users = scale_users.get(..n).ok_or("fewer bench users than N")?;
+            let rows = bench_scale(&env, &sims, users, &opts)?;
             report.scale.push((n, rows));
+            write(&saved, &report.render())?;
         }
     }
     if opts.parts.iter().any(|p| p == "cold") {
@@ -225,7 +231,6 @@ pub fn e2e(root: &Path, args: &[String]) -> Result<()> {
     report.footer(loadavg(), started.elapsed());
     let text = report.render();
     print!("{text}");
-    let saved = root.join("target/bench/report.md");
     write(&saved, &text)?;
     eprintln!("bench: report saved to {}", saved.display());
     drop(sims);
