@@ -286,9 +286,8 @@ fn ensure_ansible(root: &Path) -> Result<PathBuf> {
     if playbook.is_file() {
         return Ok(playbook);
     }
-    let python = which("python3").ok_or(
-        "the Ansible contender needs python3 (Debian: apt-get install python3 python3-venv)",
-    )?;
+    let python = which("python3")
+        .ok_or("the Ansible contender needs python3 (Debian: apt-get install python3 python3-venv)")?;
     eprintln!("bench: creating a Python venv for Ansible in {}", venv.display());
     let made = Command::new(&python)
         .args(["-m", "venv"])
@@ -297,7 +296,9 @@ fn ensure_ansible(root: &Path) -> Result<PathBuf> {
         .map_err(|e| format!("cannot run python3 -m venv: {e}"))?;
     if !made.success() || !venv.join("bin/pip").is_file() {
         let _ = fs::remove_dir_all(&venv);
-        return Err("python3 -m venv failed: install the venv module (Debian: apt-get install python3-venv)".into());
+        return Err(
+            "python3 -m venv failed: install the venv module (Debian: apt-get install python3-venv)".into(),
+        );
     }
     crate::run(
         Command::new(venv.join("bin/pip"))
@@ -308,7 +309,10 @@ fn ensure_ansible(root: &Path) -> Result<PathBuf> {
     if playbook.is_file() {
         Ok(playbook)
     } else {
-        Err(format!("{ANSIBLE_CORE} installed but {} is missing", playbook.display()))
+        Err(format!(
+            "{ANSIBLE_CORE} installed but {} is missing",
+            playbook.display()
+        ))
     }
 }
 
@@ -384,7 +388,9 @@ impl Sims {
         if (200..300).contains(&status) {
             Ok(v)
         } else {
-            Err(format!("{method} {path} at the {system} simulator answered {status}"))
+            Err(format!(
+                "{method} {path} at the {system} simulator answered {status}"
+            ))
         }
     }
 
@@ -521,12 +527,15 @@ impl Procedure {
     fn load(root: &Path, name: &str, sims: &Sims) -> Result<Procedure> {
         let path = root.join(format!("playbooks/{name}.rehearse.yaml"));
         let text = fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let profile: Value =
-            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let profile: Value = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut inputs = profile["inputs"].as_object().cloned().unwrap_or_default();
         let read = |v: &Value, what: &str| -> Result<String> {
-            let system = v["system"].as_str().ok_or_else(|| format!("{}: {what} has no system", path.display()))?;
-            let pointer = v["pointer"].as_str().ok_or_else(|| format!("{}: {what} has no pointer", path.display()))?;
+            let system = v["system"]
+                .as_str()
+                .ok_or_else(|| format!("{}: {what} has no system", path.display()))?;
+            let pointer = v["pointer"]
+                .as_str()
+                .ok_or_else(|| format!("{}: {what} has no pointer", path.display()))?;
             match sims.operator(system)?.pointer(pointer) {
                 Some(Value::String(s)) => Ok(s.clone()),
                 Some(Value::Number(n)) => Ok(n.to_string()),
@@ -578,7 +587,10 @@ fn bench_users(sims: &Sims, n: usize) -> Result<Vec<BenchUser>> {
         })
         .collect();
     if users.len() < n {
-        return Err(format!("the Constellix simulator seeded {} bench users, not {n}", users.len()));
+        return Err(format!(
+            "the Constellix simulator seeded {} bench users, not {n}",
+            users.len()
+        ));
     }
     Ok(users)
 }
@@ -699,7 +711,10 @@ impl Env {
         let state = self.fresh_state(true)?;
         let (_, ok, out) = self.measure(Contender::Rota, &mut self.rota_single(p, &dir, &state), &dir)?;
         if !ok {
-            return Err(format!("rota run {} (warming the plugin cache) failed:\n{out}", p.name));
+            return Err(format!(
+                "rota run {} (warming the plugin cache) failed:\n{out}",
+                p.name
+            ));
         }
         copy_dir(&state.join("plugin-cache"), &self.template.join("plugin-cache"))
     }
@@ -725,7 +740,10 @@ impl Env {
     fn prepare(&self, p: &Procedure) -> Result<PathBuf> {
         let dir = self.work.join(&p.name);
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        write(&dir.join("inputs.json"), &Value::Object(p.inputs.clone()).to_string())?;
+        write(
+            &dir.join("inputs.json"),
+            &Value::Object(p.inputs.clone()).to_string(),
+        )?;
         write_secret_file(
             &dir.join("secrets.json"),
             &json!({"secrets": p.secrets}).to_string(),
@@ -848,13 +866,19 @@ fn same_calls(who: &str, reference: &[String], got: &[String], ordered: bool) ->
         return Ok(());
     }
     let mut diff = String::new();
-    for k in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+    for k in a
+        .keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
         let (x, y) = (a.get(k).copied().unwrap_or(0), b.get(k).copied().unwrap_or(0));
         if x != y {
             diff.push_str(&format!("  rota {x}x, {who} {y}x: {k}\n"));
         }
     }
-    Err(format!("{who} did not make the same calls as rota (as a multiset):\n{diff}"))
+    Err(format!(
+        "{who} did not make the same calls as rota (as a multiset):\n{diff}"
+    ))
 }
 
 /// A line diff by longest common subsequence: `  ` both, `- ` only in
@@ -976,12 +1000,18 @@ fn bench_scale(env: &Env, sims: &Sims, users: &[BenchUser], opts: &Opts) -> Resu
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let inputs = |u: &BenchUser| json!({"user": u.user, "api_key": u.api_key, "expiry": "12"});
     let entries: Vec<Value> = users.iter().map(inputs).collect();
-    write(&dir.join("matrix.json"), &Value::Array(entries.clone()).to_string())?;
+    write(
+        &dir.join("matrix.json"),
+        &Value::Array(entries.clone()).to_string(),
+    )?;
     let secrets: BTreeMap<String, String> = users
         .iter()
         .map(|u| (format!("constellix/{}/secret-key", u.user), u.secret_key.clone()))
         .collect();
-    write_secret_file(&dir.join("secrets.json"), &json!({"secrets": secrets}).to_string())?;
+    write_secret_file(
+        &dir.join("secrets.json"),
+        &json!({"secrets": secrets}).to_string(),
+    )?;
     let out = dir.join("out");
     write(
         &dir.join("job.json"),
@@ -1063,7 +1093,10 @@ fn bench_scale(env: &Env, sims: &Sims, users: &[BenchUser], opts: &Opts) -> Resu
                 }
                 Contender::Ansible => {
                     let mut cmd = env.ansible_cmd(SCALE_PROCEDURE, &dir);
-                    cmd.arg("-i").arg(dir.join("inventory.yml")).arg("-f").arg(c.to_string());
+                    cmd.arg("-i")
+                        .arg(dir.join("inventory.yml"))
+                        .arg("-f")
+                        .arg(c.to_string());
                     cmd
                 }
             };
@@ -1140,7 +1173,9 @@ fn profile(env: &Env, sims: &Sims, p: &Procedure) -> Result<()> {
         ),
     ] {
         let Some(bin) = which(tool) else {
-            return Err(format!("--profile needs {tool} (Debian: apt-get install linux-perf strace)"));
+            return Err(format!(
+                "--profile needs {tool} (Debian: apt-get install linux-perf strace)"
+            ));
         };
         sims.reset()?;
         let state = env.fresh_state(true)?;
@@ -1160,7 +1195,11 @@ fn profile(env: &Env, sims: &Sims, p: &Procedure) -> Result<()> {
         if !ok {
             return Err(format!("{tool} on rota run {} failed:\n{text}", p.name));
         }
-        eprintln!("bench: {tool} profile of rota run {} written to {}", p.name, out.display());
+        eprintln!(
+            "bench: {tool} profile of rota run {} written to {}",
+            p.name,
+            out.display()
+        );
     }
     Ok(())
 }
@@ -1209,7 +1248,10 @@ fn bench_cold(env: &Env, sims: &Sims, p: &Procedure, opts: &Opts) -> Result<Cold
             }
             let (sample, ok, out) = env.measure(Contender::Rota, &mut cmd, &dir)?;
             if !ok {
-                return Err(format!("{} failed:\n{out}", names.get(i).map_or("rota", String::as_str)));
+                return Err(format!(
+                    "{} failed:\n{out}",
+                    names.get(i).map_or("rota", String::as_str)
+                ));
             }
             if i >= 3
                 && let Some(r) = &reference
@@ -1309,7 +1351,11 @@ fn ratio(a: f64, b: f64) -> String {
 }
 
 fn mib(x: f64) -> String {
-    if x.is_nan() { "-".into() } else { format!("{x:.1} MiB") }
+    if x.is_nan() {
+        "-".into()
+    } else {
+        format!("{x:.1} MiB")
+    }
 }
 
 impl Report {
@@ -1339,7 +1385,11 @@ impl Report {
              peak RSS from wait4 (descendants included). Every run's vendor calls were \
              checked against rota's.\n\n",
             args.join(" "),
-            if opts.smoke { " (smoke: one run, numbers not meaningful)" } else { "" },
+            if opts.smoke {
+                " (smoke: one run, numbers not meaningful)"
+            } else {
+                ""
+            },
             kernel.trim(),
             bins.profile,
             opts.runs,
@@ -1400,7 +1450,11 @@ impl Report {
                         "| {n} | {} | {} | {} | {} | {} | {} |\n",
                         r.who,
                         r.wall_range(),
-                        if tput.is_nan() { "-".into() } else { format!("{tput:.1}") },
+                        if tput.is_nan() {
+                            "-".into()
+                        } else {
+                            format!("{tput:.1}")
+                        },
                         fmt_ms(r.cpu()),
                         mib(r.rss_mib()),
                         r.note

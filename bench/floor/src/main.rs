@@ -110,7 +110,9 @@ pub fn text(inputs: &Map<String, Value>, name: &str, default: Option<&str>) -> a
 /// An integer input, or its default.
 pub fn int(inputs: &Map<String, Value>, name: &str, default: Option<i64>) -> anyhow::Result<i64> {
     match (inputs.get(name), default) {
-        (Some(Value::Number(n)), _) => n.as_i64().with_context(|| format!("input {name}: not an integer")),
+        (Some(Value::Number(n)), _) => n
+            .as_i64()
+            .with_context(|| format!("input {name}: not an integer")),
         (Some(Value::String(s)), _) => s.parse().with_context(|| format!("input {name}: not an integer")),
         (None | Some(Value::Null), Some(d)) => Ok(d),
         (other, _) => bail!("input {name}: expected an integer, got {other:?}"),
@@ -124,7 +126,10 @@ pub async fn expect(resp: reqwest::Response, status: u16, what: &str) -> anyhow:
     if got != status {
         bail!("{what}: answered {got}, expected {status}");
     }
-    let bytes = resp.bytes().await.with_context(|| format!("{what}: reading the answer"))?;
+    let bytes = resp
+        .bytes()
+        .await
+        .with_context(|| format!("{what}: reading the answer"))?;
     if bytes.is_empty() {
         return Ok(Value::Null);
     }
@@ -143,10 +148,12 @@ async fn run_one(ctx: &Ctx, procedure: &str, inputs: &Map<String, Value>) -> any
 }
 
 fn read_job(path: &Path) -> anyhow::Result<(Job, Ctx)> {
-    let job: Job = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-        .with_context(|| format!("parsing {}", path.display()))?;
+    let job: Job =
+        serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+            .with_context(|| format!("parsing {}", path.display()))?;
     let secrets: SecretsFile = serde_json::from_slice(
-        &std::fs::read(&job.secrets_file).with_context(|| format!("reading {}", job.secrets_file.display()))?,
+        &std::fs::read(&job.secrets_file)
+            .with_context(|| format!("reading {}", job.secrets_file.display()))?,
     )
     .with_context(|| format!("parsing {}", job.secrets_file.display()))?;
     std::fs::create_dir_all(&job.out_dir)?;
@@ -195,7 +202,12 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|r| r.err().map(|e| format!("{e:#}")))
         .collect();
     if !failed.is_empty() {
-        bail!("{} of {} targets failed: {}", failed.len(), job.targets.len(), failed.join("; "));
+        bail!(
+            "{} of {} targets failed: {}",
+            failed.len(),
+            job.targets.len(),
+            failed.join("; ")
+        );
     }
     Ok(())
 }

@@ -19,7 +19,10 @@ fn rows(grid: &Value) -> anyhow::Result<Vec<Row>> {
         .map(|r| {
             Ok(Row {
                 id: r["id"].as_str().context("a secret without id")?.to_owned(),
-                valid_until: OffsetDateTime::parse(r["validUntil"].as_str().context("no validUntil")?, &Rfc3339)?,
+                valid_until: OffsetDateTime::parse(
+                    r["validUntil"].as_str().context("no validUntil")?,
+                    &Rfc3339,
+                )?,
             })
         })
         .collect()
@@ -172,12 +175,12 @@ pub async fn reset(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Result<()>
         .context("DemandCaster set no session cookie")?
         .to_owned();
     expect(login, 200, "signing in to DemandCaster").await?;
-    let session = |req: reqwest::RequestBuilder| {
-        req.header("cookie", &cookie)
-            .header("accept", "application/json")
-    };
+    let session =
+        |req: reqwest::RequestBuilder| req.header("cookie", &cookie).header("accept", "application/json");
     let nodes = expect(
-        session(http.get(format!("{dc}/api/business-nodes"))).send().await?,
+        session(http.get(format!("{dc}/api/business-nodes")))
+            .send()
+            .await?,
         200,
         "listing business nodes",
     )
@@ -196,7 +199,9 @@ pub async fn reset(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Result<()>
     .await?;
     let find = || async {
         let pcns = expect(
-            session(http.get(format!("{dc}/api/datahub/plex/pcns"))).send().await?,
+            session(http.get(format!("{dc}/api/datahub/plex/pcns")))
+                .send()
+                .await?,
             200,
             "listing PCN connections",
         )

@@ -35,7 +35,13 @@ impl<'a> Session<'a> {
         Ok(Session { ctx, origin, token })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, what: &str) -> anyhow::Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .ctx
             .http
@@ -53,12 +59,21 @@ impl<'a> Session<'a> {
     }
 
     async fn keys(&self) -> anyhow::Result<Vec<Value>> {
-        let v = self.call(reqwest::Method::GET, "/accounts/v1/api-keys", None, "listing API keys").await?;
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                "/accounts/v1/api-keys",
+                None,
+                "listing API keys",
+            )
+            .await?;
         Ok(v["data"].as_array().cloned().unwrap_or_default())
     }
 
     async fn roles(&self) -> anyhow::Result<Vec<Value>> {
-        let v = self.call(reqwest::Method::GET, "/accounts/v1/roles", None, "listing roles").await?;
+        let v = self
+            .call(reqwest::Method::GET, "/accounts/v1/roles", None, "listing roles")
+            .await?;
         Ok(v["data"].as_array().cloned().unwrap_or_default())
     }
 }
@@ -84,7 +99,13 @@ pub async fn create(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Result<()
     // The caller may manage keys (an Owner's or Admin's key lists them).
     open().await?.keys().await?;
     // The name is free.
-    if open().await?.keys().await?.iter().any(|k| k["name"] == name.as_str()) {
+    if open()
+        .await?
+        .keys()
+        .await?
+        .iter()
+        .any(|k| k["name"] == name.as_str())
+    {
         bail!("a key named {name} exists");
     }
     let roles = open().await?.roles().await?;
@@ -174,7 +195,10 @@ pub async fn change_role(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Resu
     .await?;
     for c in &users {
         let checked = expect(
-            ctx.http.post(format!("{consumers}/v1/consumers/{c}/check")).send().await?,
+            ctx.http
+                .post(format!("{consumers}/v1/consumers/{c}/check"))
+                .send()
+                .await?,
             200,
             "checking an integration",
         )

@@ -26,7 +26,13 @@ struct Use {
 }
 
 impl Soar<'_> {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, what: &str) -> anyhow::Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .ctx
             .http
@@ -58,7 +64,9 @@ impl Soar<'_> {
 
     async fn set_status(&self, name: &str, status: &str) -> anyhow::Result<()> {
         let app = self.app(name).await?;
-        let inst = app["current_installation"]["id"].as_u64().context("no installation")?;
+        let inst = app["current_installation"]["id"]
+            .as_u64()
+            .context("no installation")?;
         let id = app["id"].as_u64().context("no app id")?;
         self.call(
             reqwest::Method::PUT,
@@ -93,7 +101,9 @@ fn config(app: &Value) -> (Option<String>, Option<String>) {
         }
         if let Some((k, v)) = line.split_once('=') {
             match k.trim() {
-                "api_key_id" => id = Some(v.trim().to_owned()).filter(|v| !v.starts_with('$') && !v.starts_with('^')),
+                "api_key_id" => {
+                    id = Some(v.trim().to_owned()).filter(|v| !v.starts_with('$') && !v.starts_with('^'))
+                }
                 "api_key_secret" => {
                     secret = v
                         .trim()
@@ -123,7 +133,11 @@ pub async fn regenerate(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Resul
         "signing in to SOAR",
     )
     .await?;
-    let org = match inputs.get("org").and_then(Value::as_str).filter(|o| !o.trim().is_empty()) {
+    let org = match inputs
+        .get("org")
+        .and_then(Value::as_str)
+        .filter(|o| !o.trim().is_empty())
+    {
         Some(o) => o.to_owned(),
         None => session["orgs"]
             .as_array()
@@ -143,7 +157,14 @@ pub async fn regenerate(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Resul
     };
 
     // The account, and (like rota's inventory) the apps.
-    let keys = soar.call(reqwest::Method::GET, "/api_keys", None, "listing API key accounts").await?;
+    let keys = soar
+        .call(
+            reqwest::Method::GET,
+            "/api_keys",
+            None,
+            "listing API key accounts",
+        )
+        .await?;
     let key = keys
         .as_array()
         .into_iter()
@@ -162,9 +183,12 @@ pub async fn regenerate(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Resul
     for app in soar.apps().await? {
         let (cfg_id, cfg_secret) = config(&app);
         let name = app["name"].as_str().context("an app without a name")?.to_owned();
-        let by_config = cfg_id.as_deref() == Some(api_key_id.as_str()) || cfg_secret.as_deref() == Some(account.as_str());
+        let by_config =
+            cfg_id.as_deref() == Some(api_key_id.as_str()) || cfg_secret.as_deref() == Some(account.as_str());
         let app_id = app["id"].as_u64().context("no app id")?;
-        let inst = app["current_installation"]["id"].as_u64().context("no installation")?;
+        let inst = app["current_installation"]["id"]
+            .as_u64()
+            .context("no installation")?;
         let secret_name = if by_config {
             cfg_secret.clone().unwrap_or_else(|| account.clone())
         } else {
@@ -176,7 +200,12 @@ pub async fn regenerate(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Resul
                     "listing App Secrets",
                 )
                 .await?;
-            if !secrets.as_array().into_iter().flatten().any(|s| s["name"] == account.as_str()) {
+            if !secrets
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["name"] == account.as_str())
+            {
                 continue;
             }
             account.clone()
@@ -208,7 +237,8 @@ pub async fn regenerate(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Resul
         .as_str()
         .context("no api_key_secret")?
         .to_owned();
-    ctx.keep(&format!("soar/{account}/api-key-secret"), &secret).await?;
+    ctx.keep(&format!("soar/{account}/api-key-secret"), &secret)
+        .await?;
     for u in &users {
         let app = soar.app(&u.name).await?;
         let inst = app["current_installation"]["id"].as_u64().unwrap_or(u.inst);
@@ -236,7 +266,12 @@ pub async fn regenerate(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Resul
     )
     .await?;
     let k = soar
-        .call(reqwest::Method::GET, &format!("/api_keys/{key_id}"), None, "reading the account")
+        .call(
+            reqwest::Method::GET,
+            &format!("/api_keys/{key_id}"),
+            None,
+            "reading the account",
+        )
         .await?;
     if k["locked"] == true {
         bail!("the account is locked");
