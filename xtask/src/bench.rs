@@ -177,6 +177,7 @@ pub fn e2e(root: &Path, args: &[String]) -> Result<()> {
         config,
         xdg,
         template: work.join("state-template"),
+        template_scale: work.join("state-template-scale"),
     };
 
     let mut procs = Vec::new();
@@ -190,10 +191,34 @@ pub fn e2e(root: &Path, args: &[String]) -> Result<()> {
     };
     fs::create_dir_all(&env.template).map_err(|e| e.to_string())?;
     eprintln!("bench: putting operator secrets into a rota state dir");
-    env.make_template(&procs, &scale_users)?;
-    if let Some(first) = procs.first() {
-        eprintln!("bench: warming the plugin cache");
-        env.warm_cache(first, &sims)?;
+    // A plugin is compiled into the cache the first time a run uses it:
+    // one run of every procedure benched (and of the scale one) warms it.
+    let mut warm: Vec<&Procedure> = procs.iter().collect();
+    let scale_proc;
+    if max_n > 0 && !opts.procedures.iter().any(|p| p == SCALE_PROCEDURE) {
+        scale_proc = Procedure::load(root, SCALE_PROCEDURE, &sims)?;
+        warm.push(&scale_proc);
+    }
+    let mut secrets: BTreeMap<String, String> = BTreeMap::new();
+    for p in &warm {
+        secrets.extend(p.secrets.clone());
+    }
+    env.put_secrets(&env.template, &secrets)?;
+    for p in warm {
+        eprintln!("bench: warming the plugin cache with {}", p.name);
+        env.warm_cache(p, &sims)?;
+    }
+    if !scale_users.is_empty() {
+        eprintln!(
+            "bench: putting {} bench users' secrets into a second state dir",
+            scale_users.len()
+        );
+        copy_dir(&env.template, &env.template_scale)?;
+        let users: BTreeMap<String, String> = scale_users
+            .iter()
+            .map(|u| (format!("constellix/{}/secret-key", u.user), u.secret_key.clone()))
+            .collect();
+        env.put_secrets(&env.template_scale, &users)?;
     }
 
     let mut report = Report::default();
@@ -608,6 +633,9 @@ struct Env {
     config: PathBuf,
     xdg: PathBuf,
     template: PathBuf,
+    /// The template plus the scale part's bench users' secrets: a store
+    /// holding a thousand unrelated secrets is kept away from the other parts.
+    template_scale: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -666,19 +694,12 @@ impl Env {
         cmd
     }
 
-    /// The state every rota run starts from: the operator's secrets, put
-    /// the way an operator does (`rota secrets put`, value on stdin).
-    fn make_template(&self, procs: &[Procedure], users: &[BenchUser]) -> Result<()> {
-        let mut all: BTreeMap<String, String> = BTreeMap::new();
-        for p in procs {
-            all.extend(p.secrets.clone());
-        }
-        for u in users {
-            all.insert(format!("constellix/{}/secret-key", u.user), u.secret_key.clone());
-        }
-        for (name, value) in &all {
+    /// Puts secrets into a state dir the way an operator does (`rota
+    /// secrets put`, value on stdin).
+    fn put_secrets(&self, state: &Path, all: &BTreeMap<String, String>) -> Result<()> {
+        for (name, value) in all {
             let mut child = self
-                .rota_cmd(&self.template)
+                .rota_cmd(state)
                 .args(["secrets", "put", name])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
@@ -703,8 +724,8 @@ impl Env {
         Ok(())
     }
 
-    /// Runs `p` once in a scratch copy and keeps its compiled plugins in
-    /// the template.
+    /// Runs `p` once in a scratch copy and adds the plugins it compiled to
+    /// the template's cache.
     fn warm_cache(&self, p: &Procedure, sims: &Sims) -> Result<()> {
         sims.reset()?;
         let dir = self.prepare(p)?;
@@ -721,11 +742,15 @@ impl Env {
 
     /// A fresh copy of the template state; `warm` keeps the plugin cache.
     fn fresh_state(&self, warm: bool) -> Result<PathBuf> {
+        self.fresh_state_from(&self.template, warm)
+    }
+
+    fn fresh_state_from(&self, template: &Path, warm: bool) -> Result<PathBuf> {
         let state = self.work.join("state");
         if state.exists() {
             fs::remove_dir_all(&state).map_err(|e| format!("cannot clear {}: {e}", state.display()))?;
         }
-        copy_dir(&self.template, &state)?;
+        copy_dir(template, &state)?;
         if !warm {
             let cache = state.join("plugin-cache");
             if cache.exists() {
@@ -985,10 +1010,10 @@ fn bench_single(env: &Env, sims: &Sims, p: &Procedure, opts: &Opts) -> Result<Ve
         }
     }
     // Runs skipped before the reference existed leave the first round short.
-    if let Some(r) = &reference {
-        if let Some(row) = rows.first_mut() {
-            row.note = format!("{} calls", r.len());
-        }
+    if let Some(r) = &reference
+        && let Some(row) = rows.first_mut()
+    {
+        row.note = format!("{} calls", r.len());
     }
     Ok(rows)
 }
@@ -1073,7 +1098,7 @@ fn bench_scale(env: &Env, sims: &Sims, users: &[BenchUser], opts: &Opts) -> Resu
                 fs::remove_dir_all(&out).map_err(|e| e.to_string())?;
             }
             fs::create_dir_all(&out).map_err(|e| e.to_string())?;
-            let state = env.fresh_state(true)?;
+            let state = env.fresh_state_from(&env.template_scale, true)?;
             let mut cmd = match who {
                 Contender::Rota => {
                     let mut cmd = env.rota_cmd(&state);

@@ -191,16 +191,28 @@ pub async fn rollover(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Result<
     )
     .await?;
     if let Some((k, s)) = &admin {
-        signed(
-            ctx,
-            reqwest::Method::GET,
-            "/v4/audit/apikeys?page=1&perPage=100",
-            (k, s),
-            None,
-            200,
-            "exporting the audit log",
-        )
-        .await?;
+        // Every page, as rota's plugin reads it.
+        let mut page = 1;
+        loop {
+            let got = signed(
+                ctx,
+                reqwest::Method::GET,
+                &format!("/v4/audit/apikeys?page={page}&perPage=100"),
+                (k, s),
+                None,
+                200,
+                "exporting the audit log",
+            )
+            .await?;
+            let pages = got
+                .pointer("/meta/pagination/totalPages")
+                .and_then(Value::as_u64)
+                .unwrap_or(1);
+            if page >= pages {
+                break;
+            }
+            page += 1;
+        }
     }
     Ok(())
 }
