@@ -34,6 +34,8 @@ use crate::sim::{Ctx, SimHandle, Simulator, launch};
 use crate::util::{Gen, add_months, fingerprint, iso, json, lock, parse_json};
 
 const RATE_LIMIT: u64 = 60;
+/// User ids of the scale benchmark's users start above this.
+const BENCH_USER_BASE: u64 = 200_000;
 
 struct ConstellixStyle;
 
@@ -133,10 +135,10 @@ pub(crate) const ROLLOVER_USER: u64 = 102;
 const MAX_KEYS: usize = 2;
 
 impl CState {
-    fn fixtures(seed: u64, now: OffsetDateTime) -> Self {
+    fn fixtures(seed: u64, now: OffsetDateTime, bench_users: u32) -> Self {
         let mut ids = Gen::new(seed, "constellix");
         let day = time::Duration::DAY;
-        let users = vec![
+        let mut users = vec![
             User {
                 id: ADMIN_USER,
                 email: "alice@acme-dns.example".into(),
@@ -184,6 +186,29 @@ impl CState {
                 at: created,
             });
         }
+        // Independent targets for the scale benchmark: after the fixtures
+        // above, so their ids and values do not move with the count.
+        let mut next_key = 1004;
+        for i in 1..=u64::from(bench_users) {
+            let user_id = BENCH_USER_BASE + i;
+            users.push(User {
+                id: user_id,
+                email: format!("bench-{i:04}@acme-dns.example"),
+                name: format!("Bench User {i}"),
+                is_admin: false,
+            });
+            let created = now - day * 30;
+            keys.push(Key {
+                id: next_key,
+                user_id,
+                api_key: ids.uuid().to_string(),
+                secret_key: ids.uuid().to_string(),
+                created,
+                expires: None,
+            });
+            // No audit entry: the administrator's export stays the fixtures'.
+            next_key += 1;
+        }
         let domains = ["acme-dns.example", "acme-shop.example", "status.acme.example"]
             .iter()
             .enumerate()
@@ -195,7 +220,7 @@ impl CState {
             keys,
             audit,
             domains,
-            next_key: 1004,
+            next_key,
             next_audit: 4,
             window: (0, 0),
         }
@@ -386,7 +411,11 @@ impl Simulator for Constellix {
     }
 
     fn reset(&self) {
-        *lock(&self.state) = CState::fixtures(self.ctx.seed(), self.ctx.clock.now());
+        *lock(&self.state) = CState::fixtures(
+            self.ctx.seed(),
+            self.ctx.clock.now(),
+            self.ctx.config.constellix_bench_users,
+        );
     }
 }
 
@@ -726,7 +755,7 @@ pub(crate) async fn start(
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> std::io::Result<(SimHandle, Arc<Constellix>)> {
-    let state = CState::fixtures(ctx.seed(), ctx.clock.now());
+    let state = CState::fixtures(ctx.seed(), ctx.clock.now(), ctx.config.constellix_bench_users);
     let c = Arc::new(Constellix {
         ctx: ctx.clone(),
         state: Mutex::new(state),

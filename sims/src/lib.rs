@@ -43,7 +43,15 @@
 //!   (kinds: `status`+`status`, `rate_limit`+`retry_after_secs`,
 //!   `latency`+`ms`, `drop`, `truncate`; path segments `*`/`{x}`, final
 //!   `**`). Faults never apply to the admin API.
-//! - `POST /admin/reset` `{"seed":N}?`: fixtures again (optionally re-seeded).
+//! - `POST /admin/reset` `{"seed":N}?`: fixtures again (optionally re-seeded);
+//!   the request log is kept.
+//! - `GET /admin/requests`: `{"system","requests":[{"seq","method","path",
+//!   "query":[[k,v]…],"body":"sha256:<16 hex>"|null,"status"}…]}`, every
+//!   vendor-API request served since the last `DELETE /admin/requests`, in
+//!   order; `seq` orders requests across all systems. Headers are never
+//!   logged and a body only as a digest of its canonical form (JSON keys
+//!   sorted, form pairs sorted), so two clients making the same calls log
+//!   the same entries whatever their serializer.
 //! - `POST /admin/tick`: one round of background work now: SOAR App Host
 //!   logins, DemandCaster's sync with Plex, every consumer's call; a no-op
 //!   for the others.
@@ -104,7 +112,9 @@
 //!   stale secret). App Secrets are named after their account, except
 //!   fn_misp's `soar_api_key_secret` (only its app.config's `api_key_id`
 //!   ties it to account 12). Apps log in from App Host IP 10.0.0.5.
-//! - Constellix: users `101` alice (account admin, two keys `1001` never
+//! - Constellix (with [`SimsConfig::constellix_bench_users`] N, also N users
+//!   `bench-0001@…` each with one never-expiring key, for the scale
+//!   benchmark): users `101` alice (account admin, two keys `1001` never
 //!   expires and `1002` 10 months), `102` bob (one key `1003` expiring in 20
 //!   days, held by consumer `constellix-dns-sync`), `103` carol (no key).
 //!
@@ -136,6 +146,7 @@ mod demandcaster;
 mod fault;
 mod plex;
 mod plytix;
+mod requests;
 mod server;
 mod sim;
 mod soar;
@@ -152,6 +163,7 @@ use tokio::task::JoinHandle;
 pub use constellix::security_token as constellix_token;
 pub use consumers::Credential;
 pub use fault::{FaultEvent, FaultKind, FaultRule, FaultSettings};
+pub use requests::LoggedRequest;
 pub use sim::SimHandle;
 
 /// The simulated systems.
@@ -217,6 +229,10 @@ pub struct SimsConfig {
     /// If set, background work (SOAR app host, DemandCaster sync, consumers)
     /// runs every this many milliseconds; otherwise only on `POST /admin/tick`.
     pub background_interval_ms: Option<u64>,
+    /// Extra Constellix users for the scale benchmark, each an independent
+    /// target with one never-expiring key: `bench-0001@acme-dns.example`, …
+    /// (user ids 200001…). Default 0.
+    pub constellix_bench_users: u32,
 }
 
 impl Default for SimsConfig {
@@ -232,6 +248,7 @@ impl Default for SimsConfig {
             plytix_requests_per_10s: 20,
             plytix_requests_per_hour: 2000,
             background_interval_ms: None,
+            constellix_bench_users: 0,
         }
     }
 }
@@ -258,6 +275,7 @@ impl Sims {
     /// Starts every system on the current tokio runtime.
     pub async fn start(config: SimsConfig) -> Result<Sims, SimsError> {
         let config = Arc::new(config);
+        let requests_seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (tx, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let ctx = || sim::Ctx {
@@ -265,6 +283,7 @@ impl Sims {
             scale: clock::TimeScale(config.time_scale),
             seed: Arc::new(std::sync::atomic::AtomicU64::new(config.seed)),
             config: config.clone(),
+            requests_seq: requests_seq.clone(),
         };
         let (plex, plex_sim) = plex::start(ctx(), &rx, &mut tasks)
             .await

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use crate::System;
 use crate::clock::{Clock, TimeScale};
 use crate::fault::{FaultSettings, Faults};
+use crate::requests::{LoggedRequest, RequestLog};
 use crate::server;
 use crate::util::{iso, parse_json};
 
@@ -37,6 +38,8 @@ pub(crate) struct Ctx {
     pub(crate) scale: TimeScale,
     pub(crate) seed: Arc<AtomicU64>,
     pub(crate) config: Arc<crate::SimsConfig>,
+    /// The request-log sequence shared by every system of one `Sims`.
+    pub(crate) requests_seq: Arc<AtomicU64>,
 }
 
 impl Ctx {
@@ -71,6 +74,7 @@ pub struct SimHandle {
     sim: Arc<dyn Simulator>,
     clock: Clock,
     faults: Arc<Faults>,
+    requests: Arc<RequestLog>,
 }
 
 impl std::fmt::Debug for SimHandle {
@@ -127,6 +131,16 @@ impl SimHandle {
     pub fn fault_log(&self) -> Vec<crate::FaultEvent> {
         self.faults.log()
     }
+
+    /// The vendor-API requests served so far, in order (same as `GET /admin/requests`).
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.requests.entries()
+    }
+
+    /// Forgets the requests served so far (same as `DELETE /admin/requests`).
+    pub fn clear_requests(&self) {
+        self.requests.clear();
+    }
 }
 
 fn snapshot(system: System, clock: &Clock, sim: &dyn Simulator) -> Value {
@@ -145,6 +159,7 @@ struct Common {
     clock: Clock,
     sim: Arc<dyn Simulator>,
     faults: Arc<Faults>,
+    requests: Arc<RequestLog>,
 }
 
 fn bad_request(msg: String) -> Response {
@@ -215,6 +230,16 @@ fn common_admin(c: Common) -> Router {
             }),
         )
         .route(
+            "/admin/requests",
+            get(|State(c): State<Common>| async move {
+                Json(json!({"system": c.system.name(), "requests": c.requests.entries()}))
+            })
+            .delete(|State(c): State<Common>| async move {
+                c.requests.clear();
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .route(
             "/admin/operator",
             get(|State(c): State<Common>| async move { Json(c.sim.operator()) }),
         )
@@ -245,16 +270,24 @@ pub(crate) async fn launch(
         rules: ctx.config.faults.get(&system).cloned().unwrap_or_default(),
     };
     let faults = Arc::new(Faults::new(settings, style, ctx.scale));
-    let api = api.layer(axum::middleware::from_fn_with_state(
-        faults.clone(),
-        crate::fault::middleware,
-    ));
+    let requests = Arc::new(RequestLog::new(ctx.requests_seq.clone()));
+    // The log wraps the faults, so a faulted request is logged as answered.
+    let api = api
+        .layer(axum::middleware::from_fn_with_state(
+            faults.clone(),
+            crate::fault::middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            requests.clone(),
+            crate::requests::middleware,
+        ));
     let common = Common {
         seed: ctx.seed.clone(),
         system,
         clock: ctx.clock.clone(),
         sim: sim.clone(),
         faults: faults.clone(),
+        requests: requests.clone(),
     };
     let admin = admin.merge(common_admin(common));
     let (api_l, api_addr) = server::bind().await?;
@@ -268,5 +301,6 @@ pub(crate) async fn launch(
         sim,
         clock: ctx.clock.clone(),
         faults,
+        requests,
     })
 }

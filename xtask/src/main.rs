@@ -7,8 +7,12 @@
 //! - `test`: the whole test suite (the README's second command; `.ci/run`)
 //! - `lint`: rustfmt and clippy `-D warnings`, host and plugins
 //! - `plugins`: builds the plugins workspace for wasm32-wasip2
-//! - `bench`: the benchmarks
+//! - `bench`: the criterion benchmarks; `bench e2e`: rota side by side with
+//!   Ansible and a raw Rust floor, whole processes against the simulators
+//!   (`bench.rs`)
 //! - `crash-matrix`: every crash point of every playbook, resumed; a table
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -233,7 +237,10 @@ fn main() -> ExitCode {
         "lint" => lint(),
         "ci" => test(rest).and_then(|()| lint()),
         "plugins" => plugins(),
-        "bench" => bench(rest),
+        "bench" => match rest.split_first() {
+            Some((e2e, more)) if e2e == "e2e" => bench::e2e(&root(), more),
+            _ => bench(rest),
+        },
         "crash-matrix" => crash_matrix(rest),
         _ => {
             eprintln!("usage: cargo xtask <demo|test|lint|ci|plugins|bench|crash-matrix> [args]");

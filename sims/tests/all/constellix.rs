@@ -465,3 +465,42 @@ async fn constellix_portal_rollover_lists_generates_switches_and_deletes() -> Te
     sims.shutdown().await;
     Ok(())
 }
+
+/// Guards: the scale benchmark's extra users are independent targets, and
+/// adding them moves no fixture id or value.
+#[tokio::test]
+async fn constellix_bench_users_each_hold_one_key_and_leave_the_fixtures_alone() -> TestResult {
+    let plain = start().await?;
+    let plain_view = admin_get(get(&plain, System::Constellix), "/admin/operator").await?;
+    let sims = crate::start_with(rota_sims::SimsConfig {
+        constellix_bench_users: 3,
+        ..rota_sims::SimsConfig::default()
+    })
+    .await?;
+    let h = get(&sims, System::Constellix);
+    let view = admin_get(h, "/admin/operator").await?;
+    let users = view["users"].as_array().cloned().unwrap_or_default();
+    assert_eq!(users.len(), 6, "{view}");
+    assert_eq!(
+        users[..3],
+        plain_view["users"].as_array().cloned().unwrap_or_default()[..],
+        "fixture users and keys unchanged"
+    );
+    let third = &users[5];
+    assert_eq!(third["email"], "bench-0003@acme-dns.example");
+    let k = Key {
+        id: u(third, "/apiKeys/0/id")?,
+        api_key: s(third, "/apiKeys/0/apiKey")?,
+        secret_key: s(third, "/apiKeys/0/secretKey")?,
+    };
+    let (st, listed) = call(h.origin(), &k, reqwest::Method::GET, "/v4/users/me/apikeys", None).await?;
+    assert_eq!(st, StatusCode::OK, "{listed}");
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(u(&listed, "/data/0/id")?, k.id);
+    // A reset seeds them again, with the same values.
+    admin_post(h, "/admin/reset", json!({})).await?;
+    assert_eq!(admin_get(h, "/admin/operator").await?, view);
+    plain.shutdown().await;
+    sims.shutdown().await;
+    Ok(())
+}

@@ -7,6 +7,7 @@ mod demandcaster;
 mod faults;
 mod plex;
 mod plytix;
+mod requests;
 mod serve;
 mod soar;
 
