@@ -160,46 +160,72 @@ pub async fn reset(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Result<()>
     )
     .await?;
 
-    // DemandCaster: sign in, find and enter the node, update, test.
-    let login = http
-        .post(format!("{dc}/api/session"))
-        .header("accept", "application/json")
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await?;
-    let cookie = login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .context("DemandCaster set no session cookie")?
-        .to_owned();
-    expect(login, 200, "signing in to DemandCaster").await?;
-    let session =
-        |req: reqwest::RequestBuilder| req.header("cookie", &cookie).header("accept", "application/json");
+    // DemandCaster, as rota's plugin does it: the two reads (find the node,
+    // read the PCN connection) each in a session of their own, signed out
+    // after; the changes in the session the enter step opened.
+    let sign_in = || async {
+        let login = http
+            .post(format!("{dc}/api/session"))
+            .header("accept", "application/json")
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await?;
+        let cookie = login
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .context("DemandCaster set no session cookie")?
+            .to_owned();
+        expect(login, 200, "signing in to DemandCaster").await?;
+        anyhow::Ok(cookie)
+    };
+    let with = |req: reqwest::RequestBuilder, cookie: &str| {
+        req.header("cookie", cookie).header("accept", "application/json")
+    };
+    let sign_out = |cookie: String| async move {
+        let r = with(http.delete(format!("{dc}/api/session")), &cookie)
+            .send()
+            .await?;
+        if r.status().as_u16() != 204 {
+            bail!("signing out of DemandCaster: {}", r.status());
+        }
+        anyhow::Ok(())
+    };
+    let enter = |cookie: String| async move {
+        expect(
+            with(
+                http.post(format!("{dc}/api/business-nodes/{node}/enter")),
+                &cookie,
+            )
+            .json(&json!({"confirm": true}))
+            .send()
+            .await?,
+            200,
+            "entering the business node",
+        )
+        .await
+    };
+    let reader = sign_in().await?;
     let nodes = expect(
-        session(http.get(format!("{dc}/api/business-nodes")))
+        with(http.get(format!("{dc}/api/business-nodes")), &reader)
             .send()
             .await?,
         200,
         "listing business nodes",
     )
     .await?;
+    sign_out(reader).await?;
     if !nodes.as_array().into_iter().flatten().any(|n| n["id"] == node) {
         bail!("no business node {node}");
     }
-    expect(
-        session(http.post(format!("{dc}/api/business-nodes/{node}/enter")))
-            .json(&json!({"confirm": true}))
-            .send()
-            .await?,
-        200,
-        "entering the business node",
-    )
-    .await?;
-    let find = || async {
+    let cookie = sign_in().await?;
+    enter(cookie.clone()).await?;
+    let session = |req: reqwest::RequestBuilder| with(req, &cookie);
+    let pcn: &str = customer.as_str();
+    let find_in = move |cookie: String| async move {
         let pcns = expect(
-            session(http.get(format!("{dc}/api/datahub/plex/pcns")))
+            with(http.get(format!("{dc}/api/datahub/plex/pcns")), &cookie)
                 .send()
                 .await?,
             200,
@@ -209,11 +235,15 @@ pub async fn reset(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Result<()>
         pcns.as_array()
             .into_iter()
             .flatten()
-            .find(|p| p["pcn"] == customer.as_str())
+            .find(|p| p["pcn"] == pcn)
             .and_then(|p| p["id"].as_u64())
-            .with_context(|| format!("no PCN connection for {customer}"))
+            .with_context(|| format!("no PCN connection for {pcn}"))
     };
-    find().await?;
+    let find = || find_in(cookie.clone());
+    let reader = sign_in().await?;
+    enter(reader.clone()).await?;
+    find_in(reader.clone()).await?;
+    sign_out(reader).await?;
     let id = find().await?;
     expect(
         session(http.put(format!("{dc}/api/datahub/plex/pcns/{id}")))

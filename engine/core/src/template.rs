@@ -332,15 +332,23 @@ impl Templates {
         if !Self::is_template(s) {
             return Ok(Value::String(s.to_owned()));
         }
+        self.render_encoded(s, &Context::from(encode_markers(ctx)))
+    }
+
+    /// [`Templates::render_value`] in a context whose secret handles are
+    /// already encoded as markers (once per tree, not once per string).
+    fn render_encoded(&self, s: &str, ctx: &Context) -> Result<Value, TemplateError> {
+        if !Self::is_template(s) {
+            return Ok(Value::String(s.to_owned()));
+        }
         let compiled = compiled(s)?;
-        let ctx = Context::from(encode_markers(ctx));
         if let Some(expr) = single_expression(s, &compiled) {
             let wrapped = if self.is_helper_call(&compiled) {
                 format!("{{{{json ({expr})}}}}")
             } else {
                 format!("{{{{json {expr}}}}}")
             };
-            let text = self.render_raw(&wrapped, &ctx)?;
+            let text = self.render_raw(&wrapped, ctx)?;
             if text.starts_with(MARK_PREFIX) {
                 return decode_marker(&text).ok_or(TemplateError::SecretInText);
             }
@@ -352,7 +360,7 @@ impl Templates {
             }
             return Ok(value);
         }
-        let text = self.render_raw(s, &ctx)?;
+        let text = self.render_raw(s, ctx)?;
         if text.contains(MARK) {
             return Err(TemplateError::SecretInText);
         }
@@ -370,17 +378,20 @@ impl Templates {
 
     /// Renders every string inside `value` (keys are left alone).
     pub fn render_tree(&self, value: &Value, ctx: &Value) -> Result<Value, (String, TemplateError)> {
-        self.render_tree_at(value, ctx, String::new())
+        if !has_template(value) {
+            return Ok(value.clone());
+        }
+        self.render_tree_at(value, &Context::from(encode_markers(ctx)), String::new())
     }
 
     fn render_tree_at(
         &self,
         value: &Value,
-        ctx: &Value,
+        ctx: &Context,
         path: String,
     ) -> Result<Value, (String, TemplateError)> {
         Ok(match value {
-            Value::String(s) => self.render_value(s, ctx).map_err(|e| (path, e))?,
+            Value::String(s) => self.render_encoded(s, ctx).map_err(|e| (path, e))?,
             Value::Array(items) => Value::Array(
                 items
                     .iter()
@@ -423,6 +434,16 @@ impl Templates {
             .render(&self.hb, ctx, &mut rc, &mut out)
             .map_err(|e| from_render_error(&e))?;
         out.into_string().map_err(|e| TemplateError::Other(e.to_string()))
+    }
+}
+
+/// Whether any string inside `v` is a template (keys are not rendered).
+fn has_template(v: &Value) -> bool {
+    match v {
+        Value::String(s) => Templates::is_template(s),
+        Value::Array(items) => items.iter().any(has_template),
+        Value::Object(map) => map.values().any(has_template),
+        _ => false,
     }
 }
 
