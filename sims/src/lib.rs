@@ -51,7 +51,8 @@
 //!   order; `seq` orders requests across all systems. Headers are never
 //!   logged and a body only as a digest of its canonical form (JSON keys
 //!   sorted, form pairs sorted), so two clients making the same calls log
-//!   the same entries whatever their serializer.
+//!   the same entries whatever their serializer (the newest 100,000 to
+//!   200,000 are kept).
 //! - `POST /admin/tick`: one round of background work now: SOAR App Host
 //!   logins, DemandCaster's sync with Plex, every consumer's call; a no-op
 //!   for the others.

@@ -26,9 +26,12 @@ use sha2::{Digest, Sha256};
 
 use crate::util::lock;
 
-/// Bodies above this are logged by length only (the simulators' vendors
-/// never take bodies that large).
+/// Bodies above this are refused (the simulators' vendors never take
+/// bodies that large).
 const MAX_LOGGED_BODY: usize = 1 << 20;
+/// Entries kept; beyond, the oldest go (a `rota sims serve` left running
+/// with background work must not grow without bound).
+const MAX_ENTRIES: usize = 200_000;
 
 /// One request a simulator's vendor API served.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -72,7 +75,11 @@ impl RequestLog {
     }
 
     fn push(&self, entry: LoggedRequest) {
-        lock(&self.entries).push(entry);
+        let mut entries = lock(&self.entries);
+        if entries.len() >= MAX_ENTRIES {
+            entries.drain(..MAX_ENTRIES / 2);
+        }
+        entries.push(entry);
     }
 }
 
