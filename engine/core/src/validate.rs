@@ -67,7 +67,10 @@ struct Checker<'a> {
 /// pattern of a playbook was a quarter of `rota validate`); the value is
 /// matched with a compiled `regex` when it is checked.
 fn check_pattern(p: &str) -> Result<(), String> {
-    regex_syntax::Parser::new().parse(p).map(|_| ()).map_err(|e| e.to_string())
+    regex_syntax::Parser::new()
+        .parse(p)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn ident_re() -> Option<&'static Regex> {
