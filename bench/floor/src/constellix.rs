@@ -94,23 +94,7 @@ pub async fn rollover(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Result<
     if listed.len() >= 2 {
         bail!("{user} already holds two keys");
     }
-    let registry = expect(
-        ctx.http
-            .get(format!("{consumers}/v1/consumers"))
-            .header("accept", "application/json")
-            .send()
-            .await?,
-        200,
-        "listing consumers",
-    )
-    .await?;
-    let users: Vec<String> = registry
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["vendor"] == "constellix" && c["credential"]["api_key"] == api_key.as_str())
-        .filter_map(|c| c["id"].as_str().map(str::to_owned))
-        .collect();
+    let users = ctx.consumers_holding("constellix", &api_key).await?;
 
     // rota lists the keys before generating (what it reconciles with
     // after a crash): the same call here.

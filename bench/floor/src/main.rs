@@ -66,6 +66,29 @@ impl Ctx {
             .with_context(|| format!("the job has no {system} origin"))
     }
 
+    /// The ids of the registered integrations of `vendor` that hold
+    /// `api_key` (the consumers registry, as rota's `consumers` plugin reads it).
+    pub async fn consumers_holding(&self, vendor: &str, api_key: &str) -> anyhow::Result<Vec<String>> {
+        let consumers = self.origin("consumers")?;
+        let registry = expect(
+            self.http
+                .get(format!("{consumers}/v1/consumers"))
+                .header("accept", "application/json")
+                .send()
+                .await?,
+            200,
+            "listing consumers",
+        )
+        .await?;
+        Ok(registry
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["vendor"] == vendor && c["credential"]["api_key"] == api_key)
+            .filter_map(|c| c["id"].as_str().map(str::to_owned))
+            .collect())
+    }
+
     /// A stored secret's value, by name.
     pub fn secret(&self, name: &str) -> anyhow::Result<&str> {
         self.secrets

@@ -159,23 +159,7 @@ pub async fn change_role(ctx: &Ctx, inputs: &Map<String, Value>) -> anyhow::Resu
     }
     role_id(&open().await?.roles().await?, &role)?;
     let consumers = ctx.origin("consumers")?;
-    let registry = expect(
-        ctx.http
-            .get(format!("{consumers}/v1/consumers"))
-            .header("accept", "application/json")
-            .send()
-            .await?,
-        200,
-        "listing consumers",
-    )
-    .await?;
-    let users: Vec<String> = registry
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["vendor"] == "plytix" && c["credential"]["api_key"] == api_key.as_str())
-        .filter_map(|c| c["id"].as_str().map(str::to_owned))
-        .collect();
+    let users = ctx.consumers_holding("plytix", &api_key).await?;
     let s = open().await?;
     let id = s
         .keys()

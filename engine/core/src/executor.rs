@@ -1629,12 +1629,13 @@ fn check_manual_outputs(spec: &ActionSpec, outputs: &Value) -> Result<(), StepEr
         // could never have returned (a failed check answered "no" where the
         // action outputs `ok: {const: true}`) must not pass as success.
         if !core_actions::takes_secret(prop)
-            && let Ok(validator) = jsonschema::validator_for(prop)
-            && let Some(err) = validator.iter_errors(v).next()
+            && let Ok(schema) = crate::schema::Schema::compile(prop)
+            && let Some(failure) = schema.check(v)
         {
             return Err(StepError::Invalid(format!(
-                "manual output \"{name}\" is not what {} would return: {err}",
-                spec.qualified_name()
+                "manual output \"{name}\" is not what {} would return: {}",
+                spec.qualified_name(),
+                failure.message
             )));
         }
     }

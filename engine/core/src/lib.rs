@@ -18,6 +18,7 @@ pub mod load;
 pub mod operator;
 pub mod playbook;
 pub mod reconcile;
+pub mod schema;
 pub mod scope;
 pub mod secret;
 pub mod store;

@@ -155,13 +155,17 @@ pub fn parse_answer(what: &str, answer: &Value) -> Result<Answer, String> {
 /// action cannot make the run adopt some other secret).
 pub fn check_adopted(spec: &ActionSpec, output: &Value, captured: &[SecretRef]) -> Result<(), String> {
     let what = spec.qualified_name();
-    let validator = jsonschema::validator_for(&spec.output_schema)
+    let schema = crate::schema::Schema::compile(&spec.output_schema)
         .map_err(|e| format!("{what}'s output schema is not usable: {e}"))?;
-    if let Some(err) = validator.iter_errors(output).next() {
-        let at = err.instance_path.to_string();
+    if let Some(failure) = schema.check(output) {
         return Err(format!(
-            "the adopted result does not match {what}'s output schema at {}: {err}",
-            if at.is_empty() { "/" } else { at.as_str() }
+            "the adopted result does not match {what}'s output schema at {}: {}",
+            if failure.at.is_empty() {
+                "/"
+            } else {
+                failure.at.as_str()
+            },
+            failure.message
         ));
     }
     let mut handles = Vec::new();

@@ -82,7 +82,7 @@ fn compiled(s: &str) -> Result<Arc<Template>, TemplateError> {
     if let Some(t) = lock().get(s) {
         return Ok(t.clone());
     }
-    let t = Arc::new(Template::compile(s).map_err(|e| TemplateError::Syntax(syntax_message(&e)))?);
+    let t = Arc::new(Templates::compile(s)?);
     lock().insert(s.to_owned(), t.clone());
     Ok(t)
 }

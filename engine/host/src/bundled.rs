@@ -44,4 +44,23 @@ mod tests {
             }
         }
     }
+
+    /// Every schema of every bundled plugin takes the fast path.
+    #[test]
+    fn every_bundled_schema_is_in_the_subset() {
+        for b in BUNDLED {
+            let (m, _) = crate::manifest::parse_bundled(b.file, b.bytes).expect("manifest");
+            for a in &m.actions {
+                for (what, s) in [("input", &a.input), ("output", &a.output)] {
+                    let c = rota_core::schema::Schema::compile(s).expect("compiles");
+                    assert!(
+                        c.is_subset(),
+                        "{}.{} {what} schema leaves the subset",
+                        m.name,
+                        a.name
+                    );
+                }
+            }
+        }
+    }
 }

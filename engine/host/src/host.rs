@@ -24,7 +24,7 @@ use crate::caps::{HttpPolicy, OriginPattern};
 use crate::config::{Config, Limits, Modeled, TargetConfig};
 use crate::manifest::{self, Manifest, PackageError};
 use crate::net::{PolicyResolver, Resolver, SystemResolver};
-use crate::schema::Schema;
+use rota_core::schema::Schema;
 
 /// How often the engine's epoch advances; the CPU budget's resolution.
 const TICK: Duration = Duration::from_millis(1);

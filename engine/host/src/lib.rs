@@ -23,7 +23,6 @@ pub mod manifest;
 pub mod net;
 mod output;
 pub mod render;
-pub mod schema;
 
 pub use cache::Loaded;
 pub use config::{

@@ -319,10 +319,12 @@ fn validate(m: &Manifest, compile_schemas: bool) -> Result<(), String> {
         if !seen.insert(a.name.as_str()) {
             return Err(format!("action {:?} is declared twice", a.name));
         }
-        for (what, schema) in [("input", &a.input), ("output", &a.output)]
-            .into_iter()
-            .filter(|_| compile_schemas)
-        {
+        let schemas = if compile_schemas {
+            vec![("input", &a.input), ("output", &a.output)]
+        } else {
+            Vec::new()
+        };
+        for (what, schema) in schemas {
             jsonschema::validator_for(schema).map_err(|e| {
                 format!(
                     "action {:?}: the {what} schema is not a valid JSON Schema: {e}",
