@@ -33,9 +33,9 @@ pub struct ActionSpec {
     pub description: String,
     /// JSON Schema of the input. Fields that take a secret handle carry
     /// `"x-rota-secret": true`.
-    pub input_schema: Value,
+    pub input_schema: std::sync::Arc<Value>,
     /// JSON Schema of the output.
-    pub output_schema: Value,
+    pub output_schema: std::sync::Arc<Value>,
     /// Changes nothing at the vendor and writes no vendor audit entry.
     pub read_only: bool,
     pub basis: Basis,

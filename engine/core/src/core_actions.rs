@@ -13,8 +13,10 @@ fn spec(action: &str, description: &str, input: Value, read_only: bool) -> Actio
         plugin: "core".to_owned(),
         action: action.to_owned(),
         description: description.to_owned(),
-        input_schema: input,
-        output_schema: json!({"type": "object", "properties": {}, "additionalProperties": false}),
+        input_schema: std::sync::Arc::new(input),
+        output_schema: std::sync::Arc::new(
+            json!({"type": "object", "properties": {}, "additionalProperties": false}),
+        ),
         read_only,
         basis: Basis::Documented,
         captures: Vec::new(),
@@ -26,6 +28,12 @@ fn spec(action: &str, description: &str, input: Value, read_only: bool) -> Actio
 
 /// Every built-in action.
 pub fn specs() -> Vec<ActionSpec> {
+    SPECS.clone()
+}
+
+static SPECS: std::sync::LazyLock<Vec<ActionSpec>> = std::sync::LazyLock::new(build_specs);
+
+fn build_specs() -> Vec<ActionSpec> {
     vec![
         spec(
             "assert",
@@ -112,7 +120,7 @@ pub fn specs() -> Vec<ActionSpec> {
 }
 
 pub fn lookup(action: &str) -> Option<ActionSpec> {
-    specs().into_iter().find(|s| s.action == action)
+    SPECS.iter().find(|s| s.action == action).cloned()
 }
 
 /// Splits `plugin.action` (the action part may itself contain dots: `core.secret.promote`).

@@ -39,7 +39,7 @@ use crate::reconcile::InFlightCall;
 use crate::scope::{Binding, SecretScope};
 use crate::secret::{Secret, SecretRef};
 use crate::store::{Provenance, SecretStore};
-use crate::template::{Clock, TemplateError, Templates, type_name};
+use crate::template::{Clock, EncodedContext, TemplateError, Templates, type_name};
 use crate::validate::{Section, sections};
 
 /// How to run.
@@ -207,6 +207,10 @@ struct Run<'a> {
     /// secrets id -> where its captures go.
     captures: BTreeMap<String, CaptureTarget>,
     steps_ctx: Mutex<Map<String, Value>>,
+    /// The render context (`inputs`, `steps`, `run`) with secret handles
+    /// encoded, kept up to date as steps finish: renders share it rather
+    /// than each copying and encoding every step's outputs.
+    encoded: Mutex<Arc<EncodedContext>>,
     /// In a plan, the outputs of each step the plan did not run, as
     /// placeholders naming them (`<secret_id of add_new_secret>`): what a
     /// later step's `describe:` and `confirm:` show in their place. Never
@@ -254,6 +258,11 @@ impl Executor {
                 })?;
         }
         let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
+        let encoded = EncodedContext::new(&json!({
+            "inputs": inputs,
+            "steps": {},
+            "run": {"id": run_id, "dry_run": opts.dry_run, "failure": null},
+        }));
         let run = Run {
             ex: self,
             loaded,
@@ -264,6 +273,7 @@ impl Executor {
             inputs,
             captures,
             steps_ctx: Mutex::new(Map::new()),
+            encoded: Mutex::new(Arc::new(encoded)),
             planned_outputs: Mutex::new(Map::new()),
             failure: Mutex::new(None),
             records: Mutex::new(Vec::new()),
@@ -410,6 +420,37 @@ impl Run<'_> {
         ctx
     }
 
+    /// [`Run::context`], encoded for rendering (shared, not copied).
+    fn render_ctx(&self, item: Option<&Value>) -> Arc<EncodedContext> {
+        let base = lock(&self.encoded).clone();
+        match item {
+            None => base,
+            Some(item) => Arc::new(base.with("item", item)),
+        }
+    }
+
+    /// [`Run::description_context`], encoded for rendering.
+    fn description_render_ctx(&self, item: Option<&Value>) -> Arc<EncodedContext> {
+        if self.opts.dry_run {
+            Arc::new(EncodedContext::new(&self.description_context(item)))
+        } else {
+            self.render_ctx(item)
+        }
+    }
+
+    /// Records what `steps.<id>` shows templates.
+    fn set_step_ctx(&self, id: &str, entry: Value) {
+        Arc::make_mut(&mut lock(&self.encoded)).set_in("steps", id, &entry);
+        lock(&self.steps_ctx).insert(id.to_owned(), entry);
+    }
+
+    /// Records what `run.failure` shows templates.
+    fn set_failure(&self, failure: Value) {
+        let run = json!({"id": self.run_id, "dry_run": self.opts.dry_run, "failure": failure});
+        Arc::make_mut(&mut lock(&self.encoded)).set("run", &run);
+        *lock(&self.failure) = Some(failure);
+    }
+
     /// The context `describe:` and `confirm:` are rendered in: in a plan,
     /// the outputs of steps it did not run are placeholders naming them, so
     /// a plan still says what a step would do with what an earlier planned
@@ -460,8 +501,8 @@ impl Run<'_> {
         // Every step is known from the start, so `finally` can ask whether a
         // step ran (`steps.x.status` is "not_run") without a template error.
         for step in main.iter().chain(on_failure).chain(finally) {
-            lock(&self.steps_ctx).insert(
-                step.id.clone(),
+            self.set_step_ctx(
+                &step.id,
                 json!({"status": "not_run", "outputs": {}, "error": null}),
             );
         }
@@ -480,8 +521,7 @@ impl Run<'_> {
             if self.opts.abort && !finished {
                 failure_text = Some(format!("run aborted by the operator before step {}", step.id));
                 outcome = Outcome::Failed;
-                *lock(&self.failure) =
-                    Some(json!({"step": step.id, "kind": "aborted", "message": "run aborted"}));
+                self.set_failure(json!({"step": step.id, "kind": "aborted", "message": "run aborted"}));
                 break;
             }
             if let Some(err) = self.step(Section::Steps, step).await {
@@ -494,8 +534,7 @@ impl Run<'_> {
                     Outcome::Failed
                 };
                 failure_text = Some(format!("step {} failed: {err}", step.id));
-                *lock(&self.failure) =
-                    Some(json!({"step": step.id, "kind": err.kind(), "message": err.to_string()}));
+                self.set_failure(json!({"step": step.id, "kind": err.kind(), "message": err.to_string()}));
                 break;
             }
         }
@@ -661,8 +700,8 @@ impl Run<'_> {
         if status == StepStatus::Planned {
             lock(&self.planned_outputs).insert(step.id.clone(), self.placeholders(step, spec.as_ref()));
         }
-        lock(&self.steps_ctx).insert(
-            step.id.clone(),
+        self.set_step_ctx(
+            &step.id,
             json!({
                 "status": status.as_str(),
                 "outputs": outputs,
@@ -693,8 +732,8 @@ impl Run<'_> {
 
     /// A step the interrupted run finished: its journaled result, not a repeat.
     fn replay(&self, section: Section, step: &Step, status: StepStatus, outputs: Value) -> Option<StepError> {
-        lock(&self.steps_ctx).insert(
-            step.id.clone(),
+        self.set_step_ctx(
+            &step.id,
             json!({"status": status.as_str(), "outputs": outputs, "error": null}),
         );
         lock(&self.records).push(StepRecord {
@@ -765,7 +804,7 @@ impl Run<'_> {
         };
         let items = match list {
             Value::Array(items) => items.clone(),
-            Value::String(s) => match self.templates.render_value(s, &self.context(None)) {
+            Value::String(s) => match self.templates.render_value_in(s, &self.render_ctx(None)) {
                 Ok(Value::Array(items)) => items,
                 Ok(other) => {
                     return Err((
@@ -784,8 +823,13 @@ impl Run<'_> {
         };
         let concurrency = step.concurrency.unwrap_or(1).max(1) as usize;
         let failed = std::sync::atomic::AtomicBool::new(false);
-        let results: Vec<(usize, BodyResult)> = futures::stream::iter(items.iter().enumerate())
-            .map(|(i, item)| {
+        // Indices, not `(i, &item)` pairs: a closure taking a reference would
+        // make the run's future unprovably `Send` (rustc's higher-ranked
+        // closure limitation), and a `--matrix` spawns each run as a task.
+        let items = &items;
+        let results: Vec<(usize, BodyResult)> = futures::stream::iter(0..items.len())
+            .map(|i| {
+                let item = &items[i];
                 let failed = &failed;
                 async move {
                     if failed.load(std::sync::atomic::Ordering::SeqCst) {
@@ -854,7 +898,7 @@ impl Run<'_> {
     fn condition(&self, cond: &Value, item: Option<&Value>, field: &str) -> Result<bool, StepError> {
         match cond {
             Value::Bool(b) => Ok(*b),
-            Value::String(s) => match self.templates.render_value(s, &self.context(item)) {
+            Value::String(s) => match self.templates.render_value_in(s, &self.render_ctx(item)) {
                 Ok(Value::Bool(b)) => Ok(b),
                 Ok(other) => Err(StepError::Invalid(format!(
                     "\"{field}\" must yield a boolean, got {} ({})",
@@ -914,7 +958,7 @@ impl Run<'_> {
         if let Some(q) = &step.confirm {
             let question = self
                 .templates
-                .render_text(q, &self.description_context(item_value))
+                .render_text_in(q, &self.description_render_ctx(item_value))
                 .map_err(|e| (self.template_error("confirm", e), 0))?;
             self.confirm(step, &question).await.map_err(|e| (e, 0))?;
         }
@@ -925,12 +969,12 @@ impl Run<'_> {
                 };
                 let rendered = self
                     .templates
-                    .render_tree(&Value::Object(step.with.clone()), &self.context(item_value))
+                    .render_tree_in(&Value::Object(step.with.clone()), &self.render_ctx(item_value))
                     .map_err(|(field, e)| (self.template_error(&format!("with.{field}"), e), 0));
                 let described = match &step.describe {
                     Some(d) => Some(
                         self.templates
-                            .render_text(d, &self.description_context(item_value))
+                            .render_text_in(d, &self.description_render_ctx(item_value))
                             .map_err(|e| (self.template_error("describe", e), 0))?,
                     ),
                     None => None,
@@ -1390,7 +1434,7 @@ impl Run<'_> {
         };
         let text = self
             .templates
-            .render_text(&manual.instructions, &self.context(item))
+            .render_text_in(&manual.instructions, &self.render_ctx(item))
             .map_err(|e| self.template_error("manual.instructions", e))?;
         if self.opts.dry_run {
             let asks: Vec<&str> = manual.outputs.keys().map(String::as_str).collect();

@@ -288,12 +288,12 @@ mod tests {
             plugin: "keys".into(),
             action: "create-key".into(),
             description: String::new(),
-            input_schema: json!({"type": "object"}),
-            output_schema: json!({
+            input_schema: std::sync::Arc::new(json!({"type": "object"})),
+            output_schema: std::sync::Arc::new(json!({
                 "type": "object",
                 "required": ["key_id", "secret"],
                 "properties": {"key_id": {"type": "string"}, "secret": {"type": "object"}}
-            }),
+            })),
             read_only,
             basis: Basis::Documented,
             captures: vec!["secret".into()],

@@ -292,6 +292,44 @@ fn helpers() -> Vec<(&'static str, std::ops::RangeInclusive<usize>, HelperFn)> {
     ]
 }
 
+/// A render context with its secret handles already encoded as markers:
+/// built once and rendered in any number of times (a run keeps one and
+/// updates it as steps finish, instead of re-encoding everything per render).
+#[derive(Clone, Debug)]
+pub struct EncodedContext(Context);
+
+impl EncodedContext {
+    pub fn new(ctx: &Value) -> Self {
+        Self(Context::from(encode_markers(ctx)))
+    }
+
+    /// Sets the top-level `key` of an object context to `value` (encoded).
+    pub fn set(&mut self, key: &str, value: &Value) {
+        if let Some(map) = self.0.data_mut().as_object_mut() {
+            map.insert(key.to_owned(), encode_markers(value));
+        }
+    }
+
+    /// Sets `outer.inner` (creating `outer` as an object when missing).
+    pub fn set_in(&mut self, outer: &str, inner: &str, value: &Value) {
+        if let Some(map) = self.0.data_mut().as_object_mut() {
+            let slot = map
+                .entry(outer.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(m) = slot.as_object_mut() {
+                m.insert(inner.to_owned(), encode_markers(value));
+            }
+        }
+    }
+
+    /// This context with `key` added (a copy: for per-item contexts).
+    pub fn with(&self, key: &str, value: &Value) -> Self {
+        let mut out = self.clone();
+        out.set(key, value);
+        out
+    }
+}
+
 impl Templates {
     pub fn new(clock: Clock) -> Self {
         let mut hb = Handlebars::new();
@@ -335,6 +373,28 @@ impl Templates {
         self.render_encoded(s, &Context::from(encode_markers(ctx)))
     }
 
+    /// [`Templates::render_value`] in an [`EncodedContext`].
+    pub fn render_value_in(&self, s: &str, ctx: &EncodedContext) -> Result<Value, TemplateError> {
+        self.render_encoded(s, &ctx.0)
+    }
+
+    /// [`Templates::render_text`] in an [`EncodedContext`].
+    pub fn render_text_in(&self, s: &str, ctx: &EncodedContext) -> Result<String, TemplateError> {
+        Self::as_text(self.render_encoded(s, &ctx.0)?)
+    }
+
+    /// [`Templates::render_tree`] in an [`EncodedContext`].
+    pub fn render_tree_in(
+        &self,
+        value: &Value,
+        ctx: &EncodedContext,
+    ) -> Result<Value, (String, TemplateError)> {
+        if !has_template(value) {
+            return Ok(value.clone());
+        }
+        self.render_tree_at(value, &ctx.0, String::new())
+    }
+
     /// [`Templates::render_value`] in a context whose secret handles are
     /// already encoded as markers (once per tree, not once per string).
     fn render_encoded(&self, s: &str, ctx: &Context) -> Result<Value, TemplateError> {
@@ -369,7 +429,11 @@ impl Templates {
 
     /// Renders to text; a non-string single expression is shown as JSON.
     pub fn render_text(&self, s: &str, ctx: &Value) -> Result<String, TemplateError> {
-        match self.render_value(s, ctx)? {
+        Self::as_text(self.render_value(s, ctx)?)
+    }
+
+    fn as_text(v: Value) -> Result<String, TemplateError> {
+        match v {
             Value::String(s) => Ok(s),
             v if SecretRef::from_json(&v).is_some() => Err(TemplateError::SecretInText),
             v => Ok(v.to_string()),

@@ -1204,6 +1204,20 @@ fn literal_matches(prop: &Value, v: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// `^(?:p)$` compiled, once per pattern per process (a `--matrix` checks
+/// the same input patterns for every entry).
+fn anchored(p: &str) -> Result<Regex, String> {
+    static CACHE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Regex>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(re) = cache.get(p) {
+        return Ok(re.clone());
+    }
+    let re = Regex::new(&format!("^(?:{p})$")).map_err(|e| first_line(&e.to_string()))?;
+    cache.insert(p.to_owned(), re.clone());
+    Ok(re)
+}
+
 /// Checks a concrete input value against its declaration.
 pub fn check_input_value(name: &str, input: &Input, v: &Value) -> Result<(), String> {
     let got = crate::template::type_name(v);
@@ -1213,7 +1227,7 @@ pub fn check_input_value(name: &str, input: &Input, v: &Value) -> Result<(), Str
                 .as_str()
                 .ok_or_else(|| format!("input \"{name}\" is a string, got {got}"))?;
             if let Some(p) = &input.pattern {
-                let re = Regex::new(&format!("^(?:{p})$")).map_err(|e| first_line(&e.to_string()))?;
+                let re = anchored(p)?;
                 if !re.is_match(s) {
                     return Err(format!("input \"{name}\" must match {p}, got \"{s}\""));
                 }

@@ -56,8 +56,10 @@ pub struct ActionManifest {
     /// The action that deletes what this one creates, by vendor key ID.
     #[serde(default)]
     pub revoke: Option<String>,
-    pub input: Value,
-    pub output: Value,
+    /// Shared with every [`ActionSpec`] made from it (a lookup per step
+    /// copies no schema).
+    pub input: std::sync::Arc<Value>,
+    pub output: std::sync::Arc<Value>,
 }
 
 /// `"resume": "repeat"` or `"resume": {"reconcile": "<read-only action>",

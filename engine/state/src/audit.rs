@@ -203,7 +203,7 @@ pub(crate) fn append(state: &State, conn: &Connection, event: &AuditEvent) -> Re
         &detail,
         &prev_mac,
     );
-    conn.execute(
+    db::exec(conn,
         "INSERT INTO audit (seq, at, os_user, host, operator, action, secret, key_id, run_id, detail, prev_mac, mac)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
@@ -236,7 +236,7 @@ pub(crate) fn append_standalone(state: &State, event: &AuditEvent) -> Result<u64
 
 pub(crate) fn entries(state: &State) -> Result<Vec<AuditEntry>, StateError> {
     state.db.with(|c| {
-        let mut stmt = c.prepare(
+        let mut stmt = c.prepare_cached(
             "SELECT seq, at, os_user, host, operator, action, secret, key_id, run_id, detail, prev_mac, mac
              FROM audit ORDER BY seq",
         )?;
@@ -285,7 +285,7 @@ pub(crate) fn entries(state: &State) -> Result<Vec<AuditEntry>, StateError> {
 pub(crate) fn verify(state: &State) -> Result<AuditReport, StateError> {
     state.db.with(|c| {
         let key = state.audit_key(c)?;
-        let mut stmt = c.prepare(
+        let mut stmt = c.prepare_cached(
             "SELECT seq, at, os_user, host, operator, action, secret, key_id, run_id, detail, prev_mac, mac
              FROM audit ORDER BY rowid",
         )?;

@@ -12,7 +12,7 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 use crate::audit::{self, AuditEvent};
-use crate::db::{fmt_time, now, parse_time};
+use crate::db::{self, fmt_time, now, parse_time};
 use crate::{State, StateError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +131,8 @@ impl State {
         // Rebuilt from the vendor by the next run if an OS crash loses it;
         // the run's synced end makes it durable.
         self.db.write_with(crate::db::Durability::Ordered, |tx| {
-            tx.execute(
+            db::exec(
+                tx,
                 "INSERT INTO inventory (vendor, account, key_id, created_at, expires_at, consumers, status,
                                         secret, first_seen, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, '[]'), ?7, ?8, ?9, ?9)
@@ -172,7 +173,7 @@ impl State {
     /// Every credential, by vendor, account, key ID.
     pub fn inventory_list(&self) -> Result<Vec<Credential>, StateError> {
         self.db.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT vendor, account, key_id, created_at, expires_at, consumers, status, secret,
                         first_seen, last_seen FROM inventory ORDER BY vendor, account, key_id",
             )?;

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::audit::{self, AuditEvent};
-use crate::db::{Durability, fmt_time, now, parse_time};
+use crate::db::{self, Durability, fmt_time, now, parse_time};
 use crate::process::{Liveness, ProcessId};
 use crate::{State, StateError};
 
@@ -536,7 +536,8 @@ fn ensure_open_run(c: &Connection, run_id: &str) -> Result<(), StateError> {
 
 /// Fails while the run's recorded process is alive and is not `me`.
 fn ensure_not_running_elsewhere(c: &Connection, run_id: &str, me: &ProcessId) -> Result<(), StateError> {
-    let holder = c.query_row(
+    let holder = db::row(
+        c,
         "SELECT pid, host, process_start FROM runs WHERE id = ?1",
         [run_id],
         |r| {
@@ -654,7 +655,8 @@ pub(crate) fn record_capture(
         Some((s, i, a)) => (Some(s), i, a),
         None => (None, None, None),
     };
-    c.execute(
+    db::exec(
+        c,
         "INSERT INTO journal (run_id, at, kind, step_id, iteration, attempt, payload)
          VALUES (?1, ?2, 'capture', ?3, ?4, ?5, ?6)",
         params![
@@ -676,15 +678,18 @@ impl State {
         // Ordered: until the run's first synced write nothing has changed at
         // a vendor, and that write makes this record durable with it.
         self.db.write_with(Durability::Ordered, |tx| {
-            let exists: i64 =
-                tx.query_row("SELECT COUNT(*) FROM runs WHERE id = ?1", [&start.run_id], |r| {
-                    r.get(0)
-                })?;
+            let exists: i64 = db::row(
+                tx,
+                "SELECT COUNT(*) FROM runs WHERE id = ?1",
+                [&start.run_id],
+                |r| r.get(0),
+            )?;
             if exists > 0 {
                 return Err(StateError::DuplicateRun(start.run_id.clone()));
             }
             let operator = start.operator.clone().or_else(|| self.actor.operator.clone());
-            tx.execute(
+            db::exec(
+                tx,
                 "INSERT INTO runs (id, playbook_name, playbook_path, playbook_digest, inputs, plugin_digests,
                                    operator, os_user, host, pid, process_start, started_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -838,7 +843,8 @@ impl State {
     pub fn run_finished(&self, run_id: &str, outcome: RunOutcome) -> Result<(), StateError> {
         self.db.write(|tx| {
             ensure_open_run(tx, run_id)?;
-            tx.execute(
+            db::exec(
+                tx,
                 "UPDATE runs SET outcome = ?2, finished_at = ?3 WHERE id = ?1",
                 params![run_id, outcome.as_str(), fmt_time(now())],
             )?;
@@ -869,7 +875,8 @@ impl State {
         self.db.write(|tx| {
             ensure_open_run(tx, run_id)?;
             ensure_not_running_elsewhere(tx, run_id, &self.process)?;
-            tx.execute(
+            db::exec(
+                tx,
                 "UPDATE runs SET outcome = 'aborted', finished_at = ?2 WHERE id = ?1",
                 params![run_id, fmt_time(now())],
             )?;
@@ -881,7 +888,7 @@ impl State {
                 "run_finished",
                 &json!({"outcome": RunOutcome::Aborted}),
             )?;
-            let released = tx.execute("DELETE FROM locks WHERE run_id = ?1", [run_id])?;
+            let released = db::exec(tx, "DELETE FROM locks WHERE run_id = ?1", [run_id])?;
             audit::append(
                 self,
                 tx,
@@ -901,7 +908,7 @@ impl State {
         self.db.write(|tx| {
             ensure_open_run(tx, run_id)?;
             ensure_not_running_elsewhere(tx, run_id, &self.process)?;
-            tx.execute(
+            db::exec(tx,
                 "UPDATE runs SET pid = ?2, host = ?3, process_start = ?4, resumes = resumes + 1 WHERE id = ?1",
                 params![run_id, self.process.pid, self.process.host, self.process.start],
             )?;
@@ -920,7 +927,7 @@ impl State {
     /// All runs, newest first.
     pub fn list_runs(&self) -> Result<Vec<RunSummary>, StateError> {
         self.db.with(|c| {
-            let mut stmt = c.prepare(&format!("{SUMMARY_SELECT} ORDER BY started_at DESC, id"))?;
+            let mut stmt = c.prepare_cached(&format!("{SUMMARY_SELECT} ORDER BY started_at DESC, id"))?;
             let rows = stmt.query_map([], summary_row)?;
             let mut out = Vec::new();
             for row in rows {
@@ -940,7 +947,7 @@ impl State {
             let inputs: Value = serde_json::from_str(&raw.inputs)?;
             let plugin_digests: BTreeMap<String, String> = serde_json::from_str(&raw.plugin_digests)?;
             let summary = raw.into_summary()?;
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT seq, at, kind, step_id, iteration, attempt, payload FROM journal
                  WHERE run_id = ?1 ORDER BY seq",
             )?;

@@ -87,6 +87,7 @@ mod process;
 pub mod render;
 mod state;
 mod store;
+mod sync;
 
 pub use audit::{AuditEntry, AuditEvent, AuditProblem, AuditReport};
 pub use config::{

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{self, AuditEvent};
-use crate::db::{fmt_time, now};
+use crate::db::{self, fmt_time, now};
 use crate::process::{Liveness, ProcessId};
 use crate::{State, StateError};
 
@@ -109,7 +109,7 @@ impl State {
                     continue;
                 }
                 if process.liveness() == Liveness::Dead {
-                    tx.execute("DELETE FROM locks WHERE name = ?1", [name])?;
+                    db::exec(tx, "DELETE FROM locks WHERE name = ?1", [name])?;
                     audit::append(
                         self,
                         tx,
@@ -127,7 +127,8 @@ impl State {
                 return Ok(Attempt::Blocked(holder));
             }
             for name in names {
-                tx.execute(
+                db::exec(
+                    tx,
                     "INSERT INTO locks (name, run_id, pid, host, process_start, acquired_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT(name) DO UPDATE SET run_id = excluded.run_id, pid = excluded.pid,
@@ -153,14 +154,14 @@ impl State {
         // crash brings back belongs to a dead process, which the next
         // acquire takes over.
         self.db.write_with(crate::db::Durability::Ordered, |tx| {
-            Ok(tx.execute("DELETE FROM locks WHERE run_id = ?1", [run_id])?)
+            Ok(db::exec(tx, "DELETE FROM locks WHERE run_id = ?1", [run_id])?)
         })
     }
 
     /// Every held lock, by name.
     pub fn locks(&self) -> Result<Vec<LockHolder>, StateError> {
         self.db.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT name, run_id, pid, host, process_start, acquired_at FROM locks ORDER BY name",
             )?;
             let rows = stmt.query_map([], holder_row)?;
@@ -181,7 +182,8 @@ fn holder_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LockHolder> {
 }
 
 fn holder(c: &Connection, name: &str) -> Result<Option<LockHolder>, StateError> {
-    Ok(c.query_row(
+    Ok(db::row(
+        c,
         "SELECT name, run_id, pid, host, process_start, acquired_at FROM locks WHERE name = ?1",
         [name],
         holder_row,

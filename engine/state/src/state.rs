@@ -147,7 +147,7 @@ impl State {
         }
         let path = self.config.audit_key_path();
         let recorded = db::meta_get(conn, META_AUDIT_KEY_ID)?;
-        let has_entries: i64 = conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
+        let has_entries: i64 = db::row(conn, "SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
         let key_err = |reason: String| StateError::AuditKey {
             path: path.clone(),
             reason,
@@ -209,7 +209,7 @@ impl State {
             .to_str()
             .ok_or_else(|| StateError::Invalid(format!("backup path {} is not UTF-8", dest.display())))?;
         let result = self.db.with(|c| {
-            c.execute("VACUUM INTO ?1", [dest_str])?;
+            db::exec(c, "VACUUM INTO ?1", [dest_str])?;
             Ok(())
         });
         if result.is_err() {
@@ -259,5 +259,7 @@ fn parse_recipient(s: &str) -> Result<x25519::Recipient, StateError> {
 }
 
 pub(crate) fn count_versions(c: &Connection) -> Result<i64, StateError> {
-    Ok(c.query_row("SELECT COUNT(*) FROM secret_versions", [], |r| r.get(0))?)
+    Ok(db::row(c, "SELECT COUNT(*) FROM secret_versions", [], |r| {
+        r.get(0)
+    })?)
 }

@@ -20,7 +20,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::audit::{self, AuditEvent};
-use crate::db::{fmt_time, now, parse_time};
+use crate::db::{self, fmt_time, now, parse_time};
 use crate::journal::{self, StepKey};
 use crate::{State, StateError};
 
@@ -129,7 +129,8 @@ impl SqliteStore {
     /// Tries to decrypt every stored version: `(handle, Ok(()) | Err)`.
     pub fn check_all(&self) -> Result<Vec<VersionCheck>, StateError> {
         let handles: Vec<SecretRef> = self.state.db.with(|c| {
-            let mut stmt = c.prepare("SELECT name, version FROM secret_versions ORDER BY name, version")?;
+            let mut stmt =
+                c.prepare_cached("SELECT name, version FROM secret_versions ORDER BY name, version")?;
             let rows = stmt.query_map([], |r| {
                 Ok(SecretRef::new(r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
             })?;
@@ -150,7 +151,8 @@ impl SqliteStore {
 
     fn key_id_of(&self, handle: &SecretRef) -> Result<Option<String>, StateError> {
         self.state.db.with(|c| {
-            Ok(c.query_row(
+            Ok(db::row(
+                c,
                 "SELECT key_id FROM secret_versions WHERE name = ?1 AND version = ?2",
                 params![handle.name, handle.version as i64],
                 |r| r.get(0),
@@ -170,7 +172,8 @@ impl SqliteStore {
     fn decrypt_with(&self, identity: &x25519::Identity, handle: &SecretRef) -> Result<Secret, StateError> {
         let ciphertext: Vec<u8> = self.state.db.with(|c| {
             ensure_version(c, handle)?;
-            Ok(c.query_row(
+            Ok(db::row(
+                c,
                 "SELECT ciphertext FROM secret_versions WHERE name = ?1 AND version = ?2",
                 params![handle.name, handle.version as i64],
                 |r| r.get(0),
@@ -230,13 +233,13 @@ impl SqliteStore {
                 .query_row("SELECT last_version FROM secret_counters WHERE name = ?1", [name], |r| r.get(0))
                 .optional()?;
             let version = last.unwrap_or(0) + 1;
-            tx.execute(
+            db::exec(tx,
                 "INSERT INTO secret_counters(name, last_version) VALUES (?1, ?2)
                  ON CONFLICT(name) DO UPDATE SET last_version = excluded.last_version",
                 params![name, version],
             )?;
-            tx.execute("UPDATE secret_versions SET is_pending = 0 WHERE name = ?1", [name])?;
-            tx.execute(
+            db::exec(tx, "UPDATE secret_versions SET is_pending = 0 WHERE name = ?1", [name])?;
+            db::exec(tx,
                 "INSERT INTO secret_versions
                    (name, version, created_at, is_pending, run_id, step_id, source, key_id, recipient, ciphertext)
                  VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -273,7 +276,7 @@ impl SqliteStore {
         let state = &self.state;
         state.db.write(|tx| {
             ensure_version(tx, handle)?;
-            let is_current: bool = tx.query_row(
+            let is_current: bool = db::row(tx,
                 "SELECT is_current FROM secret_versions WHERE name = ?1 AND version = ?2",
                 params![handle.name, handle.version as i64],
                 |r| r.get(0),
@@ -281,12 +284,12 @@ impl SqliteStore {
             if is_current {
                 return Ok(());
             }
-            tx.execute("UPDATE secret_versions SET is_previous = 0 WHERE name = ?1", [&handle.name])?;
-            tx.execute(
+            db::exec(tx, "UPDATE secret_versions SET is_previous = 0 WHERE name = ?1", [&handle.name])?;
+            db::exec(tx,
                 "UPDATE secret_versions SET is_current = 0, is_previous = 1 WHERE name = ?1 AND is_current = 1",
                 [&handle.name],
             )?;
-            tx.execute(
+            db::exec(tx,
                 "UPDATE secret_versions SET is_pending = 0, is_current = 1 WHERE name = ?1 AND version = ?2",
                 params![handle.name, handle.version as i64],
             )?;
@@ -299,7 +302,8 @@ impl SqliteStore {
         let state = &self.state;
         state.db.write(|tx| {
             ensure_version(tx, handle)?;
-            let (is_current, key_id): (bool, Option<String>) = tx.query_row(
+            let (is_current, key_id): (bool, Option<String>) = db::row(
+                tx,
                 "SELECT is_current, key_id FROM secret_versions WHERE name = ?1 AND version = ?2",
                 params![handle.name, handle.version as i64],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -312,7 +316,8 @@ impl SqliteStore {
                 }
                 .into());
             }
-            tx.execute(
+            db::exec(
+                tx,
                 "DELETE FROM secret_versions WHERE name = ?1 AND version = ?2",
                 params![handle.name, handle.version as i64],
             )?;
@@ -330,7 +335,7 @@ impl SqliteStore {
     fn remove_inner(&self, name: &str) -> Result<bool, StateError> {
         let state = &self.state;
         state.db.write(|tx| {
-            let n = tx.execute("DELETE FROM secret_versions WHERE name = ?1", [name])?;
+            let n = db::exec(tx, "DELETE FROM secret_versions WHERE name = ?1", [name])?;
             if n > 0 {
                 audit::append(
                     state,
@@ -346,7 +351,7 @@ impl SqliteStore {
 
     fn list_inner(&self) -> Result<Vec<SecretSummary>, StateError> {
         self.state.db.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT name, COUNT(*),
                         MAX(CASE WHEN is_current THEN version END),
                         MAX(CASE WHEN is_pending THEN version END),
@@ -368,7 +373,7 @@ impl SqliteStore {
 
     fn versions_inner(&self, name: &str) -> Result<Vec<VersionInfo>, StateError> {
         let rows = self.state.db.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT version, created_at, is_current, is_pending, is_previous, run_id, step_id, source, key_id
                  FROM secret_versions WHERE name = ?1 ORDER BY version",
             )?;
@@ -429,7 +434,8 @@ impl SqliteStore {
 }
 
 fn ensure_version(c: &Connection, handle: &SecretRef) -> Result<(), StateError> {
-    let versions: i64 = c.query_row(
+    let versions: i64 = db::row(
+        c,
         "SELECT COUNT(*) FROM secret_versions WHERE name = ?1",
         [&handle.name],
         |r| r.get(0),
@@ -437,7 +443,8 @@ fn ensure_version(c: &Connection, handle: &SecretRef) -> Result<(), StateError> 
     if versions == 0 {
         return Err(StoreError::NotFound(handle.name.clone()).into());
     }
-    let found: i64 = c.query_row(
+    let found: i64 = db::row(
+        c,
         "SELECT COUNT(*) FROM secret_versions WHERE name = ?1 AND version = ?2",
         params![handle.name, handle.version as i64],
         |r| r.get(0),

@@ -153,7 +153,7 @@ pub fn execute(
         output,
         started: Mutex::new(Default::default()),
     });
-    let executor = Executor {
+    let executor = Arc::new(Executor {
         catalog: env.catalog.clone(),
         runner: env.runner.clone(),
         store: Arc::new(state.store()),
@@ -161,7 +161,8 @@ pub fn execute(
         reporter: reporter.clone(),
         journal,
         clock: system_clock(),
-    };
+    });
+    let loaded = Arc::new(loaded.clone());
     let prefix = base
         .run_id
         .clone()
@@ -169,6 +170,9 @@ pub fn execute(
     let width = entries.len().to_string().len();
     let total = entries.len();
     let began = Instant::now();
+    // Each run is a task of its own, so runs proceed on every worker and a
+    // run waiting for the disk (a synced write) or a plugin call holds up
+    // no other.
     let runs: Vec<(String, Result<Outcome, String>)> = runtime.block_on(async {
         futures::stream::iter(entries.into_iter().enumerate())
             .map(|(i, supplied)| {
@@ -178,19 +182,19 @@ pub fn execute(
                     run_id: Some(run_id.clone()),
                     ..base.clone()
                 };
-                let executor = &executor;
-                async move {
-                    let r = executor.run(loaded, &options).await;
-                    let r = match r {
+                let executor = executor.clone();
+                let loaded = loaded.clone();
+                let task = tokio::spawn(async move {
+                    match executor.run(&loaded, &options).await {
                         Ok(report) => Ok(report.outcome),
-                        Err(e) => {
-                            let why = match e {
-                                StartError::Inputs(problems) => problems.join("; "),
-                                other => other.to_string(),
-                            };
-                            Err(why)
-                        }
-                    };
+                        Err(StartError::Inputs(problems)) => Err(problems.join("; ")),
+                        Err(other) => Err(other.to_string()),
+                    }
+                });
+                async move {
+                    let r = task
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the run stopped unexpectedly: {e}")));
                     (run_id, r)
                 }
             })
