@@ -83,16 +83,41 @@ impl Env {
 impl Env {
     /// The digest of every plugin the playbook's steps use, as journaled
     /// with a run: a resume refuses (unless forced) when one changed.
+    /// The plugins a playbook's steps use (not `core`).
+    pub fn plugins_used(loaded: &rota_core::load::Loaded) -> std::collections::BTreeSet<String> {
+        rota_core::validate::sections(&loaded.playbook)
+            .into_iter()
+            .flat_map(|(_, steps)| steps.iter())
+            .filter_map(|s| s.uses.as_deref()?.split_once('.').map(|(p, _)| p.to_owned()))
+            .filter(|p| p != "core")
+            .collect()
+    }
+
+    /// Starts loading (cached artifact, or compile) and linking every plugin
+    /// the playbook uses, all at once in the background: by the first call
+    /// they are ready, loaded in parallel and beside the run's own start
+    /// (opening the state, journaling the start, resolving inputs). A load
+    /// that fails here fails again, with its message, at the first call.
+    pub fn start_plugins(&self, loaded: &rota_core::load::Loaded, runtime: &tokio::runtime::Runtime) {
+        let host = self.host.clone();
+        let names = Self::plugins_used(loaded);
+        runtime.spawn(async move {
+            if let Err(e) = host.preload_all(names.iter().map(String::as_str)).await {
+                tracing::debug!(error = %e, "preloading the run's plugins failed");
+            }
+        });
+    }
+
     pub fn plugin_digests(
         &self,
         loaded: &rota_core::load::Loaded,
     ) -> std::collections::BTreeMap<String, String> {
-        rota_core::validate::sections(&loaded.playbook)
+        Self::plugins_used(loaded)
             .into_iter()
-            .flat_map(|(_, steps)| steps.iter())
-            .filter_map(|s| s.uses.as_deref()?.split_once('.').map(|(p, _)| p))
-            .filter(|p| *p != "core")
-            .filter_map(|p| Some((p.to_owned(), self.host.plugin(p)?.digest().ok()?.to_owned())))
+            .filter_map(|p| {
+                let digest = self.host.plugin(&p)?.digest().ok()?.to_owned();
+                Some((p, digest))
+            })
             .collect()
     }
 }

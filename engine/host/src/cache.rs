@@ -13,9 +13,21 @@
 //! whatever machine code it is given, so "valid" has to mean "written by a
 //! rota process that compiled it", which a checksum anyone can recompute does
 //! not say. Why BLAKE3: it is a MAC in keyed mode and hashes the ~0.5 MB
-//! artifact in about a fifth of SHA-256's time, which was most of a cached
-//! load. The whole file is still read and checked: size/mtime shortcuts would
-//! trust a file that was changed in place.
+//! artifact in about a fifth of SHA-256's time.
+//!
+//! Design decision: a file checked once is not hashed again while it is
+//! provably the same file. After a full check, the MAC file also records the
+//! artifact's device, inode, size, mtime and ctime (the stamp, itself under
+//! the MAC key); a later load whose `stat` matches the stamp skips the hash,
+//! a third of a cached load. No process can set a file's ctime: any write,
+//! truncation, rename over it or `utimes` sets it to the current time. A
+//! stamp is only recorded when the artifact's ctime is at least
+//! [`SETTLED`] in the past when it is checked (git's "racily clean" rule),
+//! so a change made after the check, even within the same timestamp tick,
+//! always gets a later ctime and a full check. What the stamp cannot see is a
+//! change below the file system (a raw write to the block device, which needs
+//! root, or silent disk corruption), which would equally go unseen in the
+//! `rota` binary itself.
 //!
 //! Why the MAC sits beside the artifact: wasmtime maps an artifact file
 //! straight into memory (`Component::deserialize_file`), where handing it
@@ -39,11 +51,20 @@ const TAG_LEN: usize = blake3::OUT_LEN;
 const KEY_FILE: &str = "mac-key";
 /// Keeps these MACs apart from any other use of the same key.
 const DOMAIN: &[u8] = b"rota plugin-cache entry v1\0";
+const STAMP_DOMAIN: &[u8] = b"rota plugin-cache stamp v1\0";
+/// dev, ino, size, mtime (s, ns), ctime (s, ns): 8 bytes each.
+const STAMP_LEN: usize = 7 * 8;
+/// How long ago an artifact must have last changed for its check to be
+/// remembered (see the module's design decision).
+pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
     key: [u8; blake3::KEY_LEN],
+    settled: std::time::Duration,
+    /// Full checks made (hashes of an artifact), for tests.
+    hashed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for ArtifactCache {
@@ -77,6 +98,8 @@ impl ArtifactCache {
         Ok(Self {
             dir: dir.to_owned(),
             key,
+            settled: SETTLED,
+            hashed: Default::default(),
         })
     }
 
@@ -155,29 +178,116 @@ impl ArtifactCache {
         Ok(())
     }
 
+    /// The stamp of the file `meta` describes.
+    fn stamp(meta: &std::fs::Metadata) -> [u8; STAMP_LEN] {
+        use std::os::unix::fs::MetadataExt;
+        let fields = [
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime() as u64,
+            meta.mtime_nsec() as u64,
+            meta.ctime() as u64,
+            meta.ctime_nsec() as u64,
+        ];
+        let mut out = [0u8; STAMP_LEN];
+        for (chunk, v) in out.chunks_exact_mut(8).zip(fields) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    /// The MAC of a stamp, bound to the entry's name and tag.
+    fn stamp_mac(&self, path: &Path, tag: &[u8; TAG_LEN], stamp: &[u8; STAMP_LEN]) -> blake3::Hash {
+        let name = path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default();
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(STAMP_DOMAIN);
+        h.update(name);
+        h.update(b"\0");
+        h.update(tag);
+        h.update(stamp);
+        h.finalize()
+    }
+
+    /// Whether the MAC file's stamp vouches for the file as it is now.
+    fn stamp_holds(&self, path: &Path, mac_file: &[u8], meta: &std::fs::Metadata) -> bool {
+        let (Some(tag), Some(stamp), Some(mac)) = (
+            mac_file.get(..TAG_LEN),
+            mac_file.get(TAG_LEN..TAG_LEN + STAMP_LEN),
+            mac_file.get(TAG_LEN + STAMP_LEN..),
+        ) else {
+            return false;
+        };
+        let (Ok(tag), Ok(stamp), Ok(mac)) = (
+            <[u8; TAG_LEN]>::try_from(tag),
+            <[u8; STAMP_LEN]>::try_from(stamp),
+            <[u8; blake3::OUT_LEN]>::try_from(mac),
+        ) else {
+            return false;
+        };
+        // Constant-time comparison (blake3::Hash's equality).
+        stamp == Self::stamp(meta) && self.stamp_mac(path, &tag, &stamp) == blake3::Hash::from_bytes(mac)
+    }
+
+    /// After a full check: remembers the file's stamp when it last changed
+    /// long enough ago. Best effort: without it the next load hashes again.
+    fn remember(&self, path: &Path, tag: &[u8; TAG_LEN], meta: &std::fs::Metadata) {
+        use std::os::unix::fs::MetadataExt;
+        let changed = std::time::UNIX_EPOCH
+            + std::time::Duration::new(
+                meta.ctime().max(0) as u64,
+                meta.ctime_nsec().clamp(0, 999_999_999) as u32,
+            );
+        let settled = std::time::SystemTime::now()
+            .duration_since(changed)
+            .is_ok_and(|age| age >= self.settled);
+        if !settled {
+            return;
+        }
+        let stamp = Self::stamp(meta);
+        let mut data = Vec::with_capacity(TAG_LEN + STAMP_LEN + blake3::OUT_LEN);
+        data.extend_from_slice(tag);
+        data.extend_from_slice(&stamp);
+        data.extend_from_slice(self.stamp_mac(path, tag, &stamp).as_bytes());
+        if let Err(e) = write_atomically(&Self::mac_path(path), &data) {
+            tracing::debug!(path = %path.display(), error = %e, "cannot record the artifact's stamp");
+        }
+    }
+
     /// Deserializes an entry whose MAC prefix matches its name and body.
     #[allow(
         unsafe_code,
         reason = "Component::deserialize_file trusts the file to be wasmtime's own compiled code. Safe \
                   here because the file must match a MAC, keyed by a secret only this cache directory \
-                  (0700, files 0600) holds, over its entry name and bytes: only a rota process that \
-                  compiled the component wrote it. Only the same user can change the file between the \
+                  (0700, files 0600) holds, over its entry name and bytes (or be provably the file \
+                  that matched it: the keyed stamp, see the module's design decision): only a rota \
+                  process that compiled the component wrote it. Only the same user can change the file between the \
                   check and the mapping (see the module's design decision), and anything that fails the \
                   check or that wasmtime rejects is recompiled, never used"
     )]
     fn deserialize_checked(&self, engine: &Engine, path: &Path) -> Checked {
-        let tag = match std::fs::read(Self::mac_path(path)) {
+        let mac_file = match std::fs::read(Self::mac_path(path)) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path.exists() => return Checked::Missing,
             Err(_) => return Checked::Refused,
         };
-        let Ok(tag) = <[u8; TAG_LEN]>::try_from(tag.as_slice()) else {
+        // A MAC alone, or a MAC and a stamp with its own MAC.
+        if mac_file.len() != TAG_LEN && mac_file.len() != TAG_LEN + STAMP_LEN + blake3::OUT_LEN {
+            return Checked::Refused;
+        }
+        let Ok(meta) = std::fs::metadata(path) else {
             return Checked::Refused;
         };
-        // blake3::Hash's equality is constant-time.
-        match self.tag_of_file(path) {
-            Ok(found) if found == blake3::Hash::from_bytes(tag) => {}
-            _ => return Checked::Refused,
+        if !self.stamp_holds(path, &mac_file, &meta) {
+            let Some(Ok(tag)) = mac_file.get(..TAG_LEN).map(<[u8; TAG_LEN]>::try_from) else {
+                return Checked::Refused;
+            };
+            self.hashed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // blake3::Hash's equality is constant-time.
+            match self.tag_of_file(path) {
+                Ok(found) if found == blake3::Hash::from_bytes(tag) => self.remember(path, &tag, &meta),
+                _ => return Checked::Refused,
+            }
         }
         // SAFETY: see the function's allow reason above.
         match unsafe { Component::deserialize_file(engine, path) } {
@@ -351,6 +461,88 @@ mod tests {
             assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Compiled);
         }
         assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Cached);
+        Ok(())
+    }
+
+    impl ArtifactCache {
+        /// Remembers every check at once (no settling time), so a test can
+        /// see the stamp at work without waiting.
+        fn remembering_at_once(mut self) -> Self {
+            self.settled = std::time::Duration::ZERO;
+            self
+        }
+
+        fn hashes(&self) -> u64 {
+            self.hashed.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    /// Replaces the file at `path` by `data` (a new inode, as a rename does).
+    fn replace(path: &Path, data: &[u8]) -> std::io::Result<()> {
+        let tmp = path.with_extension("replacing");
+        std::fs::write(&tmp, data)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// A checked entry is not hashed again while its stamp holds; a changed
+    /// file, or a stamp whose MAC does not hold, means a full check.
+    #[test]
+    fn a_checked_entry_is_not_hashed_again_until_its_file_changes() -> TestResult {
+        let (engine, bytes) = component()?;
+        let dir = tempfile::tempdir()?;
+        let cache = ArtifactCache::open(dir.path())?.remembering_at_once();
+        let digest = digest(&bytes);
+        let path = cache.entry_path(&engine, &digest);
+        let mac = ArtifactCache::mac_path(&path);
+        assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Compiled);
+        assert_eq!(std::fs::read(&mac)?.len(), TAG_LEN, "no stamp before a check");
+        assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Cached);
+        assert_eq!(cache.hashes(), 1);
+        assert_eq!(std::fs::read(&mac)?.len(), TAG_LEN + STAMP_LEN + blake3::OUT_LEN);
+        assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Cached);
+        assert_eq!(cache.hashes(), 1, "the stamp vouched for the unchanged file");
+
+        // One bit flipped in a file put in its place: checked, refused, recompiled.
+        let mut data = std::fs::read(&path)?;
+        let mid = data.len() / 2;
+        data[mid] ^= 1;
+        replace(&path, &data)?;
+        assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Compiled);
+        assert_eq!(cache.hashes(), 2);
+
+        // Checked again (stamp recorded), then the stamp's own MAC broken.
+        assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Cached);
+        assert_eq!(cache.hashes(), 3);
+        let mut forged = std::fs::read(&mac)?;
+        if let Some(last) = forged.last_mut() {
+            *last ^= 1;
+        }
+        std::fs::write(&mac, &forged)?;
+        assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Cached);
+        assert_eq!(cache.hashes(), 4, "a stamp that fails its MAC is ignored");
+
+        // A MAC file of any other length is refused outright.
+        std::fs::write(&mac, [0u8; TAG_LEN + 1])?;
+        assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Compiled);
+        Ok(())
+    }
+
+    /// A file that changed moments ago is not vouched for by a stamp (a later
+    /// change in the same timestamp tick could not be told apart): it is
+    /// checked in full at every load until it has settled.
+    #[test]
+    fn a_fresh_artifact_is_checked_in_full_every_time() -> TestResult {
+        let (engine, bytes) = component()?;
+        let dir = tempfile::tempdir()?;
+        let cache = ArtifactCache::open(dir.path())?;
+        let digest = digest(&bytes);
+        assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Compiled);
+        for n in 1..=2 {
+            assert_eq!(cache.load(&engine, &digest, &bytes)?.1, Loaded::Cached);
+            assert_eq!(cache.hashes(), n);
+        }
+        let mac = ArtifactCache::mac_path(&cache.entry_path(&engine, &digest));
+        assert_eq!(std::fs::read(mac)?.len(), TAG_LEN);
         Ok(())
     }
 

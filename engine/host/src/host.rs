@@ -135,7 +135,9 @@ pub struct BrokenPlugin {
 
 struct Inner {
     engine: Engine,
-    linker: Linker<State>,
+    /// Built by the first plugin to link (a `rota list` or `validate`
+    /// never needs it; a run builds it beside its other plugins' loads).
+    linker: OnceLock<Result<Linker<State>, String>>,
     cache: ArtifactCache,
     plugins: BTreeMap<String, Slot>,
     broken: Vec<BrokenPlugin>,
@@ -258,8 +260,6 @@ impl PluginHost {
     /// until an action is first invoked (or [`PluginHost::preload`]).
     pub fn new(config: &Config, opts: HostOptions) -> Result<Self, HostError> {
         let engine = shared_engine()?;
-        let mut linker: Linker<State> = Linker::new(&engine);
-        link_capabilities(&mut linker).map_err(|e| HostError::Engine(e.to_string()))?;
         let cache_dir = opts.state_dir.join("plugin-cache");
         let cache = ArtifactCache::open(&cache_dir).map_err(|source| HostError::Cache {
             path: cache_dir.display().to_string(),
@@ -326,7 +326,7 @@ impl PluginHost {
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
-                linker,
+                linker: OnceLock::new(),
                 cache,
                 plugins,
                 broken,
@@ -378,6 +378,15 @@ impl PluginHost {
             .cloned()
             .ok_or_else(|| HostError::NoSuchPlugin(name.to_owned()))?;
         self.ready(&entry).await.map(|_| ())
+    }
+
+    /// Preloads every named plugin at once (each links on a blocking thread
+    /// of its own): what a run starts with, so its plugins load in parallel
+    /// and beside the rest of its start instead of at their first calls.
+    pub async fn preload_all<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<(), HostError> {
+        futures::future::try_join_all(names.into_iter().map(|n| self.preload(n)))
+            .await
+            .map(|_| ())
     }
 
     async fn ready(&self, entry: &Arc<PluginEntry>) -> Result<Arc<Ready>, HostError> {
@@ -550,8 +559,16 @@ fn link(inner: &Inner, entry: &PluginEntry) -> Result<Arc<Ready>, HostError> {
             )));
         }
     }
-    let pre = inner
+    let linker = inner
         .linker
+        .get_or_init(|| {
+            let mut linker: Linker<State> = Linker::new(&inner.engine);
+            link_capabilities(&mut linker).map_err(|e| e.to_string())?;
+            Ok(linker)
+        })
+        .as_ref()
+        .map_err(|e| err(format!("cannot build the host's linker: {e}")))?;
+    let pre = linker
         .instantiate_pre(&component)
         .map_err(|e| err(format!("cannot link: {e}")))?;
     let pre =

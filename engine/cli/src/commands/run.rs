@@ -35,6 +35,8 @@ impl Run {
         let env = Env::load_with(|c| if guided { guide(c) } else { c })?;
         let loaded = discover::find(&self.args.playbook, env.catalog.as_ref())?;
         let supplied = supplied(&self.args.inputs, self.args.inputs_file.as_deref())?;
+        let runtime = runtime()?;
+        env.start_plugins(&loaded, &runtime);
         let state = open_state()?;
         if let Some(file) = &self.args.matrix {
             let entries = crate::commands::matrix::entries(file, &supplied)?;
@@ -47,7 +49,7 @@ impl Run {
                 entries,
                 self.args.concurrency,
                 self.args.output,
-                &runtime()?,
+                &runtime,
             );
         }
         let options = self.options(supplied);
@@ -59,7 +61,7 @@ impl Run {
             self.args.output,
             self.wait(),
             Mode::Fresh,
-            &runtime()?,
+            &runtime,
         )
     }
 
@@ -119,6 +121,7 @@ impl Run {
         let result = (|| {
             let guided = self.args.guided;
             let env = Env::load_with(|c| rehearse::config(c, &sims, guided))?;
+            env.start_plugins(&loaded, &rt);
             let state = crate::commands::open_state_for(true)?;
             rehearse::seed_secrets(&profile, &sims, &state.store())?;
             // What the operator answered in an --inputs file wins over the profile.
