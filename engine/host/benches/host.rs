@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use rota_core::{ActionCall, ActionRunner, MemoryStore, SecretScope};
 use rota_host::config::PluginConfig;
 use rota_host::{Config, HostOptions, PluginHost, TargetConfig};
@@ -108,6 +108,27 @@ fn benches(c: &mut Criterion) {
                         .expect("preload");
                     black_box(fresh)
                 })
+            },
+        );
+        // The part of it a run adds to its own start: by then validation
+        // has discovered the plugins and parsed the manifests of the two it
+        // uses (the setup, not timed).
+        g.bench_function(
+            "plugin start of a run after validation (plex + demandcaster loaded and linked)",
+            |b| {
+                b.iter_batched(
+                    || {
+                        let fresh = PluginHost::new(&config, bopts.clone()).expect("host");
+                        assert!(fresh.plugin("plex").is_some() && fresh.plugin("demandcaster").is_some());
+                        fresh
+                    },
+                    |fresh| {
+                        rt.block_on(fresh.preload_all(["plex", "demandcaster"]))
+                            .expect("preload");
+                        fresh
+                    },
+                    BatchSize::PerIteration,
+                )
             },
         );
         g.bench_function("plugin start of a run, one plugin after the other", |b| {
