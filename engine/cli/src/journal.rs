@@ -130,15 +130,23 @@ impl Journal for StateJournal {
         outputs: &Value,
         error: Option<(&str, &str)>,
     ) -> Result<(), JournalError> {
-        let end = StepEnd {
-            outcome: outcome_of(status),
-            outputs: outputs.clone(),
-            error: error.map(|(kind, message)| rota_state::StepError {
-                kind: kind.to_owned(),
-                message: message.to_owned(),
-            }),
-        };
-        self.state.step_finished(run_id, &key(at), &end).map_err(write)
+        self.state
+            .step_finished(run_id, &key(at), &step_end(status, outputs, error))
+            .map_err(write)
+    }
+
+    fn step_done(
+        &self,
+        run_id: &str,
+        at: At<'_>,
+        attempt: u32,
+        status: StepStatus,
+        outputs: &Value,
+        error: Option<(&str, &str)>,
+    ) -> Result<(), JournalError> {
+        self.state
+            .step_done(run_id, &key(at), attempt, &step_end(status, outputs, error))
+            .map_err(write)
     }
 
     fn run_finished(&self, run_id: &str, outcome: Outcome) -> Result<(), JournalError> {
@@ -152,9 +160,27 @@ impl Journal for StateJournal {
         self.state.release_locks(run_id).map(|_| ()).map_err(write)
     }
 
-    fn record_credential(&self, _run_id: &str, report: &Value) -> Result<(), JournalError> {
-        let report: rota_state::CredentialReport = serde_json::from_value(report.clone())
+    fn record_credential(&self, run_id: &str, report: &Value) -> Result<(), JournalError> {
+        self.record_credentials(run_id, std::slice::from_ref(report))
+    }
+
+    fn record_credentials(&self, _run_id: &str, reports: &[Value]) -> Result<(), JournalError> {
+        let reports = reports
+            .iter()
+            .map(|r| serde_json::from_value::<rota_state::CredentialReport>(r.clone()))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| JournalError::Write(format!("not a credential report: {e}")))?;
-        self.state.inventory_record(&report).map_err(write)
+        self.state.inventory_record_all(&reports).map_err(write)
+    }
+}
+
+fn step_end(status: StepStatus, outputs: &Value, error: Option<(&str, &str)>) -> StepEnd {
+    StepEnd {
+        outcome: outcome_of(status),
+        outputs: outputs.clone(),
+        error: error.map(|(kind, message)| rota_state::StepError {
+            kind: kind.to_owned(),
+            message: message.to_owned(),
+        }),
     }
 }

@@ -611,14 +611,29 @@ impl Run<'_> {
             step: &step.id,
             iteration: None,
         };
+        let spec = self.spec_of(step);
+        let path = self.path_of(step, spec.as_ref());
+        // Decided before anything of the step happens (as step_inner would
+        // decide it): a step its `if` skips.
+        let skipped = step.condition.as_ref().is_some_and(|cond| {
+            (step.for_each.is_none() || !reads_item(cond))
+                && matches!(self.condition(cond, None, "if"), Ok(false))
+        });
+        // A step that changes nothing (skipped, or a read-only action that
+        // captures nothing) is journaled whole when it ends, in one commit:
+        // lost to a kill before that, a resume simply runs it, which changes
+        // nothing either. Any other step is journaled as started first.
+        let whole = skipped
+            || (matches!(path, StepPath::Core | StepPath::Automated)
+                && spec
+                    .as_ref()
+                    .is_some_and(|s| s.read_only && s.captures.is_empty()));
         if !self.opts.dry_run {
-            if let Err(e) = self.ex.journal.step_started(&self.run_id, at, 1) {
+            if !whole && let Err(e) = self.ex.journal.step_started(&self.run_id, at, 1) {
                 return Some(StepError::Journal(e.to_string()));
             }
             crash_point(&step.id, "start");
         }
-        let spec = self.spec_of(step);
-        let path = self.path_of(step, spec.as_ref());
         self.emit(Event::StepStarted {
             id: step.id.clone(),
             name: step.display_name().to_owned(),
@@ -626,7 +641,11 @@ impl Run<'_> {
             iteration: None,
             path: path.label(),
         });
-        let result = self.step_inner(step, spec.as_ref(), path).await;
+        let result = if skipped {
+            Ok(StepOutcome::Skipped)
+        } else {
+            self.step_inner(step, spec.as_ref(), path).await
+        };
         let result = match result {
             Err((StepError::KnownAtRunTime(why), _)) => {
                 self.emit(Event::WouldDo {
@@ -682,16 +701,19 @@ impl Run<'_> {
             return Some(e.clone());
         }
         if !self.opts.dry_run {
-            let journaled = self.ex.journal.step_finished(
-                &self.run_id,
-                at,
-                status,
-                &outputs,
-                error
-                    .as_ref()
-                    .zip(error_text.as_deref())
-                    .map(|(e, t)| (e.kind(), t)),
-            );
+            let error = error
+                .as_ref()
+                .zip(error_text.as_deref())
+                .map(|(e, t)| (e.kind(), t));
+            let journaled = if whole {
+                self.ex
+                    .journal
+                    .step_done(&self.run_id, at, 1, status, &outputs, error)
+            } else {
+                self.ex
+                    .journal
+                    .step_finished(&self.run_id, at, status, &outputs, error)
+            };
             if let Err(e) = journaled {
                 return Some(StepError::Journal(e.to_string()));
             }
@@ -1323,6 +1345,7 @@ impl Run<'_> {
         let Some(items) = output.get("inventory").and_then(Value::as_array) else {
             return Ok(());
         };
+        let mut reports = Vec::with_capacity(items.len());
         for item in items {
             let mut report = item.clone();
             let Some(map) = report.as_object_mut() else {
@@ -1334,12 +1357,15 @@ impl Run<'_> {
             };
             map.entry("vendor").or_insert_with(|| json!(spec.plugin));
             map.entry("status").or_insert_with(|| json!("active"));
-            self.ex
-                .journal
-                .record_credential(&self.run_id, &report)
-                .map_err(|e| StepError::Journal(format!("{}: {e}", spec.qualified_name())))?;
+            reports.push(report);
         }
-        Ok(())
+        if reports.is_empty() {
+            return Ok(());
+        }
+        self.ex
+            .journal
+            .record_credentials(&self.run_id, &reports)
+            .map_err(|e| StepError::Journal(format!("{}: {e}", spec.qualified_name())))
     }
 
     async fn core_action(&self, step: &Step, spec: &ActionSpec, input: &Value) -> Result<Value, StepError> {

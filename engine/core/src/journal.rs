@@ -58,11 +58,30 @@ pub trait Journal: Send + Sync {
         outputs: &Value,
         error: Option<(&str, &str)>,
     ) -> Result<(), JournalError>;
+    /// A step that changed nothing started and ended: both records at once
+    /// (one write where the journal can), never one without the other.
+    fn step_done(
+        &self,
+        run_id: &str,
+        at: At<'_>,
+        attempt: u32,
+        status: StepStatus,
+        outputs: &Value,
+        error: Option<(&str, &str)>,
+    ) -> Result<(), JournalError> {
+        self.step_started(run_id, at, attempt)?;
+        self.step_finished(run_id, at, status, outputs, error)
+    }
     /// Releases the run's locks.
     fn run_finished(&self, run_id: &str, outcome: Outcome) -> Result<(), JournalError>;
     /// Records a credential the run created or saw in the inventory
     /// (`{vendor, account, key_id, created, expires, consumers, status, secret}`).
     fn record_credential(&self, run_id: &str, report: &Value) -> Result<(), JournalError>;
+    /// [`Journal::record_credential`] for every report of one answer, all or
+    /// none (one write where the journal can).
+    fn record_credentials(&self, run_id: &str, reports: &[Value]) -> Result<(), JournalError> {
+        reports.iter().try_for_each(|r| self.record_credential(run_id, r))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -115,7 +134,8 @@ impl Journal for NoJournal {
 /// Deterministic crash points for resume tests: with the `crash-points`
 /// feature, `ROTA_CRASH_AT=<step>:<phase>` aborts the process (no unwinding,
 /// no cleanup: as a kill -9 would) when the run reaches that point. Phases:
-/// `start` (step started), `intent` (intent journaled, call not made),
+/// `start` (step started: journaled, unless the step changes nothing and is
+/// journaled whole at its end), `intent` (intent journaled, call not made),
 /// `answer` (the vendor's answer carrying a secret for the store is in the
 /// host's hands, not yet stored; run-only tokens do not count), `capture`
 /// (a secret captured and committed), `revoke` (a revoke's intent

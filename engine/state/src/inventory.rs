@@ -127,13 +127,31 @@ pub fn parse_due(text: &str) -> Result<Duration, StateError> {
 impl State {
     /// Records (inserts or updates) a credential. Audited as `inventory.record`.
     pub fn inventory_record(&self, report: &CredentialReport) -> Result<(), StateError> {
+        self.inventory_record_all(std::slice::from_ref(report))
+    }
+
+    /// [`State::inventory_record`] for several credentials, in one
+    /// transaction: all recorded, or none.
+    pub fn inventory_record_all(&self, reports: &[CredentialReport]) -> Result<(), StateError> {
         let at = fmt_time(now());
         // Rebuilt from the vendor by the next run if an OS crash loses it;
         // the run's synced end makes it durable.
         self.db.write_with(crate::db::Durability::Ordered, |tx| {
-            db::exec(
-                tx,
-                "INSERT INTO inventory (vendor, account, key_id, created_at, expires_at, consumers, status,
+            reports
+                .iter()
+                .try_for_each(|report| self.record_one(tx, report, &at))
+        })
+    }
+
+    fn record_one(
+        &self,
+        tx: &rusqlite::Connection,
+        report: &CredentialReport,
+        at: &str,
+    ) -> Result<(), StateError> {
+        db::exec(
+            tx,
+            "INSERT INTO inventory (vendor, account, key_id, created_at, expires_at, consumers, status,
                                         secret, first_seen, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, '[]'), ?7, ?8, ?9, ?9)
                  ON CONFLICT(vendor, account, key_id) DO UPDATE SET
@@ -143,31 +161,30 @@ impl State {
                    status = excluded.status,
                    secret = COALESCE(excluded.secret, secret),
                    last_seen = excluded.last_seen",
-                params![
-                    report.vendor,
-                    report.account,
-                    report.key_id,
-                    report.created.map(fmt_time),
-                    report.expires.map(fmt_time),
-                    report.consumers.as_ref().map(serde_json::to_string).transpose()?,
-                    report.status.as_str(),
-                    report.secret,
-                    at
-                ],
-            )?;
-            audit::append(
-                self,
-                tx,
-                &AuditEvent::new("inventory.record")
-                    .key_id(Some(&report.key_id))
-                    .detail(json!({
-                        "vendor": report.vendor,
-                        "account": report.account,
-                        "status": report.status,
-                    })),
-            )?;
-            Ok(())
-        })
+            params![
+                report.vendor,
+                report.account,
+                report.key_id,
+                report.created.map(fmt_time),
+                report.expires.map(fmt_time),
+                report.consumers.as_ref().map(serde_json::to_string).transpose()?,
+                report.status.as_str(),
+                report.secret,
+                at
+            ],
+        )?;
+        audit::append(
+            self,
+            tx,
+            &AuditEvent::new("inventory.record")
+                .key_id(Some(&report.key_id))
+                .detail(json!({
+                    "vendor": report.vendor,
+                    "account": report.account,
+                    "status": report.status,
+                })),
+        )?;
+        Ok(())
     }
 
     /// Every credential, by vendor, account, key ID.

@@ -838,6 +838,40 @@ impl State {
         })
     }
 
+    /// A step (or iteration) that changed nothing started its `attempt` and
+    /// ended: both records in one transaction.
+    pub fn step_done(
+        &self,
+        run_id: &str,
+        key: &StepKey,
+        attempt: u32,
+        end: &StepEnd,
+    ) -> Result<(), StateError> {
+        self.db.write_with(Durability::Ordered, |tx| {
+            ensure_open_run(tx, run_id)?;
+            if attempt == 0 {
+                return Err(journal_err(run_id, format!("step {key}: attempts count from 1")));
+            }
+            insert_event(
+                tx,
+                run_id,
+                Some(key),
+                Some(attempt),
+                "step_started",
+                &json!({"attempt": attempt}),
+            )?;
+            insert_event(
+                tx,
+                run_id,
+                Some(key),
+                Some(attempt),
+                "step_finished",
+                &serde_json::to_value(end)?,
+            )?;
+            Ok(())
+        })
+    }
+
     /// The run ends (and `run.finish` is audited). Locks are NOT released
     /// here: call [`State::release_locks`].
     pub fn run_finished(&self, run_id: &str, outcome: RunOutcome) -> Result<(), StateError> {

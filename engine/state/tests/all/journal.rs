@@ -559,3 +559,30 @@ fn in_flight_calls_are_settled_per_idempotency_key_across_attempts() -> TestResu
     t.assert_no_leaks(&[]);
     Ok(())
 }
+
+/// A step that changed nothing is recorded whole: started and finished in
+/// one write, read back as a completed step and never as one in flight.
+#[test]
+fn a_step_recorded_whole_reads_back_as_completed() -> TestResult {
+    let mut t = T::new();
+    let s = t.state.clone();
+    s.begin_run(&start("r"))?;
+    let look = StepKey::new("look");
+    s.step_done("r", &look, 1, &ok(json!({"seen": 2})))?;
+    assert!(
+        s.step_done("r", &StepKey::new("zero"), 0, &ok(json!({})))
+            .is_err(),
+        "attempts count from 1"
+    );
+    assert!(
+        s.intent("r", &look, &Intent::default()).is_err(),
+        "a step recorded whole is not in flight"
+    );
+    orphan_run(&s, "r");
+    let run = t.reopen().load_run("r")?;
+    assert_eq!(run.in_flight().count(), 0);
+    let done: Vec<_> = run.completed().collect();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].key, look);
+    Ok(())
+}
