@@ -169,6 +169,13 @@ pub(crate) struct Db {
     sync: GroupSync,
 }
 
+impl Drop for Db {
+    fn drop(&mut self) {
+        let (commits, fsyncs) = self.sync.counts();
+        tracing::debug!(commits, fsyncs, "state database closed");
+    }
+}
+
 impl Db {
     pub(crate) fn open(dir: &Path, path: &Path) -> Result<Self, StateError> {
         fsutil::ensure_private_dir(dir)?;

@@ -130,6 +130,12 @@ impl GroupSync {
         self.progress().syncs
     }
 
+    /// Commits numbered and fsyncs made so far.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let p = self.progress();
+        (p.committed, p.syncs)
+    }
+
     /// Returns once commit `seq` is durable: made durable by another
     /// writer's fsync, or by this one's as the leader of everyone waiting.
     pub(crate) fn wait(&self, seq: u64) -> Result<(), StateError> {
