@@ -564,7 +564,7 @@ fn in_flight_calls_are_settled_per_idempotency_key_across_attempts() -> TestResu
 /// one write, read back as a completed step and never as one in flight.
 #[test]
 fn a_step_recorded_whole_reads_back_as_completed() -> TestResult {
-    let mut t = T::new();
+    let t = T::new();
     let s = t.state.clone();
     s.begin_run(&start("r"))?;
     let look = StepKey::new("look");
