@@ -594,6 +594,23 @@ fn latest_attempt(c: &Connection, run_id: &str, key: &StepKey) -> Result<Option<
     Ok(Some((attempt as u32, finished > 0)))
 }
 
+/// A step's `step_started` row, in an open run, attempts counting from 1.
+fn insert_start(c: &Connection, run_id: &str, key: &StepKey, attempt: u32) -> Result<(), StateError> {
+    ensure_open_run(c, run_id)?;
+    if attempt == 0 {
+        return Err(journal_err(run_id, format!("step {key}: attempts count from 1")));
+    }
+    insert_event(
+        c,
+        run_id,
+        Some(key),
+        Some(attempt),
+        "step_started",
+        &json!({"attempt": attempt}),
+    )
+    .map(|_| ())
+}
+
 fn insert_event(
     c: &Connection,
     run_id: &str,
@@ -726,18 +743,7 @@ impl State {
     /// A step (or iteration) begins its `attempt` (1-based).
     pub fn step_started(&self, run_id: &str, key: &StepKey, attempt: u32) -> Result<(), StateError> {
         self.db.write_with(Durability::Ordered, |tx| {
-            ensure_open_run(tx, run_id)?;
-            if attempt == 0 {
-                return Err(journal_err(run_id, format!("step {key}: attempts count from 1")));
-            }
-            insert_event(
-                tx,
-                run_id,
-                Some(key),
-                Some(attempt),
-                "step_started",
-                &json!({"attempt": attempt}),
-            )?;
+            insert_start(tx, run_id, key, attempt)?;
             Ok(())
         })
     }
@@ -848,18 +854,7 @@ impl State {
         end: &StepEnd,
     ) -> Result<(), StateError> {
         self.db.write_with(Durability::Ordered, |tx| {
-            ensure_open_run(tx, run_id)?;
-            if attempt == 0 {
-                return Err(journal_err(run_id, format!("step {key}: attempts count from 1")));
-            }
-            insert_event(
-                tx,
-                run_id,
-                Some(key),
-                Some(attempt),
-                "step_started",
-                &json!({"attempt": attempt}),
-            )?;
+            insert_start(tx, run_id, key, attempt)?;
             insert_event(
                 tx,
                 run_id,
