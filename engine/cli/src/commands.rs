@@ -81,8 +81,6 @@ impl Env {
 }
 
 impl Env {
-    /// The digest of every plugin the playbook's steps use, as journaled
-    /// with a run: a resume refuses (unless forced) when one changed.
     /// The plugins a playbook's steps use (not `core`).
     pub fn plugins_used(loaded: &rota_core::load::Loaded) -> std::collections::BTreeSet<String> {
         rota_core::validate::sections(&loaded.playbook)
@@ -108,6 +106,8 @@ impl Env {
         });
     }
 
+    /// The digest of every plugin the playbook's steps use, as journaled
+    /// with a run: a resume refuses (unless forced) when one changed.
     pub fn plugin_digests(
         &self,
         loaded: &rota_core::load::Loaded,

@@ -258,11 +258,6 @@ impl Executor {
                 })?;
         }
         let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
-        let encoded = EncodedContext::new(&json!({
-            "inputs": inputs,
-            "steps": {},
-            "run": {"id": run_id, "dry_run": opts.dry_run, "failure": null},
-        }));
         let run = Run {
             ex: self,
             loaded,
@@ -273,7 +268,7 @@ impl Executor {
             inputs,
             captures,
             steps_ctx: Mutex::new(Map::new()),
-            encoded: Mutex::new(Arc::new(encoded)),
+            encoded: Mutex::new(Arc::new(EncodedContext::new(&Value::Null))),
             planned_outputs: Mutex::new(Map::new()),
             failure: Mutex::new(None),
             records: Mutex::new(Vec::new()),
@@ -288,6 +283,7 @@ impl Executor {
             ),
             unsettled: Mutex::new(BTreeMap::new()),
         };
+        *lock(&run.encoded) = Arc::new(EncodedContext::new(&run.context(None)));
         Ok(run.execute().await)
     }
 
@@ -408,16 +404,21 @@ impl Run<'_> {
         let mut ctx = json!({
             "inputs": self.inputs,
             "steps": Value::Object(lock(&self.steps_ctx).clone()),
-            "run": {
-                "id": self.run_id,
-                "dry_run": self.opts.dry_run,
-                "failure": lock(&self.failure).clone().unwrap_or(Value::Null),
-            },
+            "run": self.run_ctx(),
         });
         if let (Some(item), Some(map)) = (item, ctx.as_object_mut()) {
             map.insert("item".to_owned(), item.clone());
         }
         ctx
+    }
+
+    /// What templates see as `run`.
+    fn run_ctx(&self) -> Value {
+        json!({
+            "id": self.run_id,
+            "dry_run": self.opts.dry_run,
+            "failure": lock(&self.failure).clone().unwrap_or(Value::Null),
+        })
     }
 
     /// [`Run::context`], encoded for rendering (shared, not copied).
@@ -446,9 +447,9 @@ impl Run<'_> {
 
     /// Records what `run.failure` shows templates.
     fn set_failure(&self, failure: Value) {
-        let run = json!({"id": self.run_id, "dry_run": self.opts.dry_run, "failure": failure});
-        Arc::make_mut(&mut lock(&self.encoded)).set("run", &run);
         *lock(&self.failure) = Some(failure);
+        let run = self.run_ctx();
+        Arc::make_mut(&mut lock(&self.encoded)).set("run", &run);
     }
 
     /// The context `describe:` and `confirm:` are rendered in: in a plan,
@@ -613,12 +614,17 @@ impl Run<'_> {
         };
         let spec = self.spec_of(step);
         let path = self.path_of(step, spec.as_ref());
-        // Decided before anything of the step happens (as step_inner would
-        // decide it): a step its `if` skips.
-        let skipped = step.condition.as_ref().is_some_and(|cond| {
-            (step.for_each.is_none() || !reads_item(cond))
-                && matches!(self.condition(cond, None, "if"), Ok(false))
-        });
+        // The step's `if`, decided once and before anything of the step
+        // happens. With for_each, an `if` that reads `item` is decided per
+        // item (in body); any other `if` is decided here, before the list is
+        // rendered, so a skipped step never needs its list (it may come
+        // from a step that did not run).
+        let gate = step
+            .condition
+            .as_ref()
+            .filter(|cond| step.for_each.is_none() || !reads_item(cond))
+            .map(|cond| self.condition(cond, None, "if"));
+        let skipped = matches!(gate, Some(Ok(false)));
         // A step that changes nothing (skipped, or a read-only action that
         // captures nothing) is journaled whole when it ends, in one commit:
         // lost to a kill before that, a resume simply runs it, which changes
@@ -641,10 +647,10 @@ impl Run<'_> {
             iteration: None,
             path: path.label(),
         });
-        let result = if skipped {
-            Ok(StepOutcome::Skipped)
-        } else {
-            self.step_inner(step, spec.as_ref(), path).await
+        let result = match gate {
+            Some(Ok(false)) => Ok(StepOutcome::Skipped),
+            Some(Err(e)) => Err((e, 0)),
+            _ => self.step_inner(step, spec.as_ref(), path).await,
         };
         let result = match result {
             Err((StepError::KnownAtRunTime(why), _)) => {
@@ -806,16 +812,7 @@ impl Run<'_> {
         spec: Option<&ActionSpec>,
         path: StepPath,
     ) -> Result<StepOutcome, (StepError, u32)> {
-        // With for_each, an `if` that reads `item` is decided per item; any
-        // other `if` is decided once, before the list is rendered, so a
-        // skipped step never needs its list (it may come from a step that
-        // did not run).
-        if let Some(cond) = &step.condition
-            && (step.for_each.is_none() || !reads_item(cond))
-            && !self.condition(cond, None, "if").map_err(|e| (e, 0))?
-        {
-            return Ok(StepOutcome::Skipped);
-        }
+        // The step-level `if` was decided by `step` (it passed).
         let Some(list) = &step.for_each else {
             let (outputs, attempts) = self.body(step, spec, path, None).await?;
             return Ok(StepOutcome::Done {

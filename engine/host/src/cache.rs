@@ -141,9 +141,14 @@ impl ArtifactCache {
     /// The MAC of an entry: its file name (so an entry cannot be passed off
     /// as another plugin's) and its artifact bytes.
     fn hasher(&self, path: &Path) -> blake3::Hasher {
+        self.keyed(DOMAIN, path)
+    }
+
+    /// A MAC in `domain`, bound to the entry's file name.
+    fn keyed(&self, domain: &[u8], path: &Path) -> blake3::Hasher {
         let name = path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default();
         let mut h = blake3::Hasher::new_keyed(&self.key);
-        h.update(DOMAIN);
+        h.update(domain);
         h.update(name);
         h.update(b"\0");
         h
@@ -199,34 +204,19 @@ impl ArtifactCache {
 
     /// The MAC of a stamp, bound to the entry's name and tag.
     fn stamp_mac(&self, path: &Path, tag: &[u8; TAG_LEN], stamp: &[u8; STAMP_LEN]) -> blake3::Hash {
-        let name = path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default();
-        let mut h = blake3::Hasher::new_keyed(&self.key);
-        h.update(STAMP_DOMAIN);
-        h.update(name);
-        h.update(b"\0");
+        let mut h = self.keyed(STAMP_DOMAIN, path);
         h.update(tag);
         h.update(stamp);
         h.finalize()
     }
 
-    /// Whether the MAC file's stamp vouches for the file as it is now.
-    fn stamp_holds(&self, path: &Path, mac_file: &[u8], meta: &std::fs::Metadata) -> bool {
-        let (Some(tag), Some(stamp), Some(mac)) = (
-            mac_file.get(..TAG_LEN),
-            mac_file.get(TAG_LEN..TAG_LEN + STAMP_LEN),
-            mac_file.get(TAG_LEN + STAMP_LEN..),
-        ) else {
-            return false;
-        };
-        let (Ok(tag), Ok(stamp), Ok(mac)) = (
-            <[u8; TAG_LEN]>::try_from(tag),
-            <[u8; STAMP_LEN]>::try_from(stamp),
-            <[u8; blake3::OUT_LEN]>::try_from(mac),
-        ) else {
-            return false;
-        };
+    /// Whether `mac`'s stamp vouches for the file as it is now.
+    fn stamp_holds(&self, path: &Path, mac: &MacFile, meta: &std::fs::Metadata) -> bool {
         // Constant-time comparison (blake3::Hash's equality).
-        stamp == Self::stamp(meta) && self.stamp_mac(path, &tag, &stamp) == blake3::Hash::from_bytes(mac)
+        mac.stamp.is_some_and(|(stamp, stamp_mac)| {
+            stamp == Self::stamp(meta)
+                && self.stamp_mac(path, &mac.tag, &stamp) == blake3::Hash::from_bytes(stamp_mac)
+        })
     }
 
     /// After a full check: remembers the file's stamp when it last changed
@@ -266,26 +256,24 @@ impl ArtifactCache {
                   check or that wasmtime rejects is recompiled, never used"
     )]
     fn deserialize_checked(&self, engine: &Engine, path: &Path) -> Checked {
-        let mac_file = match std::fs::read(Self::mac_path(path)) {
-            Ok(t) => t,
+        let mac = match std::fs::read(Self::mac_path(path)) {
+            Ok(data) => match MacFile::parse(&data) {
+                Some(mac) => mac,
+                None => return Checked::Refused,
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path.exists() => return Checked::Missing,
             Err(_) => return Checked::Refused,
         };
-        // A MAC alone, or a MAC and a stamp with its own MAC.
-        if mac_file.len() != TAG_LEN && mac_file.len() != TAG_LEN + STAMP_LEN + blake3::OUT_LEN {
-            return Checked::Refused;
-        }
         let Ok(meta) = std::fs::metadata(path) else {
             return Checked::Refused;
         };
-        if !self.stamp_holds(path, &mac_file, &meta) {
-            let Some(Ok(tag)) = mac_file.get(..TAG_LEN).map(<[u8; TAG_LEN]>::try_from) else {
-                return Checked::Refused;
-            };
+        if !self.stamp_holds(path, &mac, &meta) {
             self.hashed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // blake3::Hash's equality is constant-time.
             match self.tag_of_file(path) {
-                Ok(found) if found == blake3::Hash::from_bytes(tag) => self.remember(path, &tag, &meta),
+                Ok(found) if found == blake3::Hash::from_bytes(mac.tag) => {
+                    self.remember(path, &mac.tag, &meta)
+                }
                 _ => return Checked::Refused,
             }
         }
@@ -294,6 +282,28 @@ impl ArtifactCache {
             Ok(c) => Checked::Loaded(c),
             Err(_) => Checked::Refused,
         }
+    }
+}
+
+/// An entry's `.mac` file: its MAC alone, or its MAC and a stamp with the
+/// stamp's own MAC. Any other length is refused.
+struct MacFile {
+    tag: [u8; TAG_LEN],
+    stamp: Option<([u8; STAMP_LEN], [u8; blake3::OUT_LEN])>,
+}
+
+impl MacFile {
+    fn parse(data: &[u8]) -> Option<Self> {
+        let (tag, rest) = data.split_first_chunk::<TAG_LEN>()?;
+        let stamp = match rest.len() {
+            0 => None,
+            n if n == STAMP_LEN + blake3::OUT_LEN => {
+                let (stamp, mac) = rest.split_first_chunk::<STAMP_LEN>()?;
+                Some((*stamp, <[u8; blake3::OUT_LEN]>::try_from(mac).ok()?))
+            }
+            _ => return None,
+        };
+        Some(Self { tag: *tag, stamp })
     }
 }
 

@@ -611,6 +611,25 @@ fn insert_start(c: &Connection, run_id: &str, key: &StepKey, attempt: u32) -> Re
     .map(|_| ())
 }
 
+/// A step's `step_finished` row for `attempt`.
+fn insert_end(
+    c: &Connection,
+    run_id: &str,
+    key: &StepKey,
+    attempt: u32,
+    end: &StepEnd,
+) -> Result<(), StateError> {
+    insert_event(
+        c,
+        run_id,
+        Some(key),
+        Some(attempt),
+        "step_finished",
+        &serde_json::to_value(end)?,
+    )
+    .map(|_| ())
+}
+
 fn insert_event(
     c: &Connection,
     run_id: &str,
@@ -832,15 +851,7 @@ impl State {
             let attempt = in_flight_attempt(tx, run_id, key, || {
                 format!("step {key} finished but is not in flight")
             })?;
-            insert_event(
-                tx,
-                run_id,
-                Some(key),
-                Some(attempt),
-                "step_finished",
-                &serde_json::to_value(end)?,
-            )?;
-            Ok(())
+            insert_end(tx, run_id, key, attempt, end)
         })
     }
 
@@ -855,15 +866,7 @@ impl State {
     ) -> Result<(), StateError> {
         self.db.write_with(Durability::Ordered, |tx| {
             insert_start(tx, run_id, key, attempt)?;
-            insert_event(
-                tx,
-                run_id,
-                Some(key),
-                Some(attempt),
-                "step_finished",
-                &serde_json::to_value(end)?,
-            )?;
-            Ok(())
+            insert_end(tx, run_id, key, attempt, end)
         })
     }
 
