@@ -216,3 +216,56 @@ fn a_changed_plugin_refuses_the_resume_unless_forced() {
     let forced = Test::new_in(&t).args(&["runs", "resume", "r1", "--force"]).run();
     assert_eq!(forced.status, 0, "{}{}", forced.stdout, forced.stderr);
 }
+
+/// The compiled-plugin cache through the real binary: a run compiles the
+/// plugin; once the artifact has settled, the next run checks it in full and
+/// records its stamp, the one after loads it on the stamp, and an artifact
+/// replaced by one with a flipped bit is refused and recompiled. Every run
+/// succeeds.
+#[test]
+fn a_settled_cache_entry_is_stamped_and_a_replaced_one_recompiled() {
+    let t = with_echo_plugin("http://127.0.0.1:9").file(
+        "p.yaml",
+        "name: t\ndescription: t\nsteps:\n  - id: say\n    uses: echo.echo\n    with: {message: cached}\n",
+    );
+    let cache = t.state_dir().join("plugin-cache");
+    let run = |id: &str| {
+        let out = Test::new_in(&t).args(&["run", "p.yaml", "--run-id", id]).run();
+        assert_eq!(out.status, 0, "{id}: {}{}", out.stdout, out.stderr);
+    };
+    let entry = || {
+        let found: Vec<_> = std::fs::read_dir(&cache)
+            .expect("the plugin cache")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        found[0].clone()
+    };
+    let mac_len = |artifact: &std::path::Path| {
+        let mut name = artifact.as_os_str().to_owned();
+        name.push(".mac");
+        std::fs::read(name).expect("the entry's MAC").len()
+    };
+    run("c1");
+    let artifact = entry();
+    assert_eq!(mac_len(&artifact), 32, "a fresh entry has its MAC only");
+    // Past the settling time (rota_host::cache::SETTLED), not a timing assertion.
+    std::thread::sleep(rota_host::cache::SETTLED + std::time::Duration::from_millis(200));
+    run("c2");
+    assert_eq!(mac_len(&artifact), 32 + 56 + 32, "checked in full and stamped");
+    let stamped = std::fs::read(&artifact).expect("artifact");
+    run("c3");
+    assert_eq!(std::fs::read(&artifact).expect("artifact"), stamped, "loaded, not rewritten");
+
+    let mut flipped = stamped.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 1;
+    let tmp = artifact.with_extension("replacing");
+    std::fs::write(&tmp, &flipped).expect("write");
+    std::fs::rename(&tmp, &artifact).expect("replace the artifact");
+    run("c4");
+    let after = std::fs::read(entry()).expect("artifact");
+    assert_ne!(after, flipped, "the damaged artifact was recompiled, not used");
+    assert_eq!(mac_len(&entry()), 32, "and re-signed as a fresh entry");
+}
