@@ -256,7 +256,11 @@ fn a_settled_cache_entry_is_stamped_and_a_replaced_one_recompiled() {
     assert_eq!(mac_len(&artifact), 32 + 56 + 32, "checked in full and stamped");
     let stamped = std::fs::read(&artifact).expect("artifact");
     run("c3");
-    assert_eq!(std::fs::read(&artifact).expect("artifact"), stamped, "loaded, not rewritten");
+    assert_eq!(
+        std::fs::read(&artifact).expect("artifact"),
+        stamped,
+        "loaded, not rewritten"
+    );
 
     let mut flipped = stamped.clone();
     let mid = flipped.len() / 2;
